@@ -1,0 +1,55 @@
+# containerd-shim-runsc-v1
+BIN        := bin/containerd-shim-runsc-v1
+PREFIX     ?= /usr/local
+GO         ?= go
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X github.com/gvisor-shim/containerd-shim-runsc-v1/shim.Version=$(VERSION)
+# containerd 2.x for the integration tests (built by .ci/run or `make containerd24`).
+CONTAINERD24_DIR ?= /var/cache/runsc-shim-ci/bin
+CONTAINERD24     ?= $(CONTAINERD24_DIR)/containerd
+export CONTAINERD24
+
+.PHONY: all build install test unit integration demo deps containerd24 lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/containerd-shim-runsc-v1
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-runsc-v1
+
+# Debian packages the demo and the tests need.
+deps:
+	@missing=""; for p in containerd runc runsc busybox-static containernetworking-plugins iproute2; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+containerd24:
+	@if ! $(CONTAINERD24) --version 2>/dev/null | grep -q ' v2.4.2 '; then \
+		echo "building containerd v2.4.2 into $(CONTAINERD24_DIR)"; \
+		mkdir -p $(CONTAINERD24_DIR); \
+		GOBIN=$(CONTAINERD24_DIR) $(GO) install \
+			github.com/containerd/containerd/v2/cmd/containerd@v2.4.2 \
+			github.com/containerd/containerd/v2/cmd/ctr@v2.4.2 \
+			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2; fi
+
+unit:
+	$(GO) test -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
+
+integration: build
+	$(GO) test -v -count=1 -timeout 40m ./integration/...
+
+test: deps containerd24 unit integration
+
+demo: deps containerd24
+	$(GO) run ./integration/demo
+
+lint:
+	gofmt -l $$(git ls-files '*.go')
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,9 @@
+// Command containerd-shim-runsc-v1 is the containerd runtime shim for gVisor
+// (runtime type io.containerd.runsc.v1).
+package main
+
+import "github.com/gvisor-shim/containerd-shim-runsc-v1/shim"
+
+func main() {
+	shim.Main()
+}

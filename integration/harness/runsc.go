@@ -1,0 +1,73 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// RunscBinary is the runsc the shim is expected to find on PATH.
+const RunscBinary = "/usr/bin/runsc"
+
+// RunscDebugEnv, when set to a non-empty value, makes WriteRunscConfig turn
+// on runsc debug logging into <dir>/runsc-logs/ (kept only with
+// HARNESS_KEEP=1, since it is under the daemon dir in the tests).
+const RunscDebugEnv = "HARNESS_RUNSC_DEBUG"
+
+// RunscConfig is a written runsc.toml.
+type RunscConfig struct {
+	// Path of the runsc.toml, for runtimeoptions.Options.ConfigPath.
+	Path string
+	// Root is the private runsc state root (top-level `root` key).
+	Root string
+}
+
+var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func tomlKey(k string) string {
+	if bareKey.MatchString(k) {
+		return k
+	}
+	return strconv.Quote(k)
+}
+
+// WriteRunscConfig writes <dir>/runsc.toml with `root = "<dir>/runsc-root"`
+// and a [runsc_config] table holding network = "none" (this host refuses
+// runsc's default sandbox network) plus the given runsc flags, which win
+// over the default. Keys are written sorted.
+func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) {
+	cfg := RunscConfig{
+		Path: filepath.Join(dir, "runsc.toml"),
+		Root: filepath.Join(dir, "runsc-root"),
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return cfg, err
+	}
+	all := map[string]string{"network": "none"}
+	if os.Getenv(RunscDebugEnv) != "" {
+		all["debug"] = "true"
+		all["debug-log"] = filepath.Join(dir, "runsc-logs") + "/"
+		all["strace"] = "true"
+	}
+	for k, v := range flags {
+		all[k] = v
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "root = %s\n\n[runsc_config]\n", strconv.Quote(cfg.Root))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s = %s\n", tomlKey(k), strconv.Quote(all[k]))
+	}
+	if err := os.WriteFile(cfg.Path, []byte(b.String()), 0o644); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}

@@ -1,0 +1,256 @@
+package proc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+// InitPidFile is the pid file of the init process in the bundle.
+const InitPidFile = "init.pid"
+
+// InitConfig describes a container's init process.
+type InitConfig struct {
+	ID       string
+	Bundle   string
+	Runsc    *runsc.Runsc
+	Platform stdio.Platform
+	Stdio    stdio.Stdio
+	// Rootfs is mounted at <bundle>/rootfs before runsc create.
+	Rootfs []mount.Mount
+}
+
+// Init is a container's init process: the container itself.
+type Init struct {
+	exitState
+	cfg InitConfig
+
+	io      *processIO
+	console console.Console
+	wg      sync.WaitGroup // output copying
+}
+
+// NewInit returns an Init that has not been created yet.
+func NewInit(cfg InitConfig) *Init {
+	return &Init{exitState: newExitState(), cfg: cfg}
+}
+
+// ID is the container id.
+func (p *Init) ID() string { return p.cfg.ID }
+
+// Stdio is the process's stdio as containerd sent it.
+func (p *Init) Stdio() stdio.Stdio { return p.cfg.Stdio }
+
+// Runsc is the runsc wrapper of this container.
+func (p *Init) Runsc() *runsc.Runsc { return p.cfg.Runsc }
+
+func (p *Init) rootfs() string { return filepath.Join(p.cfg.Bundle, "rootfs") }
+
+// Create mounts the rootfs, sets up stdio and runs `runsc create`. On failure
+// nothing is left behind.
+func (p *Init) Create(ctx context.Context) (retErr error) {
+	var cleanups []func()
+	defer func() {
+		if retErr != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		}
+	}()
+	if len(p.cfg.Rootfs) > 0 {
+		if err := os.MkdirAll(p.rootfs(), 0o711); err != nil {
+			return fmt.Errorf("create rootfs dir: %w", err)
+		}
+		cleanups = append(cleanups, func() { p.unmountRootfs(ctx) })
+		if err := mount.All(p.cfg.Rootfs, p.rootfs()); err != nil {
+			return fmt.Errorf("mount rootfs: %w", err)
+		}
+	}
+
+	opts := &runsc.CreateOpts{PidFile: filepath.Join(p.cfg.Bundle, InitPidFile)}
+	var socket *runc.Socket
+	if p.cfg.Stdio.Terminal {
+		s, err := runc.NewTempConsoleSocket()
+		if err != nil {
+			return fmt.Errorf("create console socket: %w", err)
+		}
+		defer s.Close()
+		socket = s
+		opts.ConsoleSocket = s
+	} else {
+		pio, err := newProcessIO(ctx, p.cfg.ID, p.cfg.Stdio)
+		if err != nil {
+			return fmt.Errorf("set up stdio: %w", err)
+		}
+		cleanups = append(cleanups, func() { pio.Close() })
+		p.io = pio
+		opts.IO = pio.io
+	}
+
+	if err := p.cfg.Runsc.Create(ctx, p.cfg.ID, opts); err != nil {
+		// runsc may have left a half-made sandbox behind.
+		if derr := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); derr != nil && !isNotExist(derr) {
+			log.G(ctx).WithError(derr).Warn("delete failed sandbox")
+		}
+		return err
+	}
+	cleanups = append(cleanups, func() {
+		_ = p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true)
+	})
+
+	if socket != nil {
+		c, err := socket.ReceiveMaster()
+		if err != nil {
+			return fmt.Errorf("receive console master from runsc: %w", err)
+		}
+		if p.console, err = p.cfg.Platform.CopyConsole(ctx, c, p.cfg.ID, p.cfg.Stdio.Stdin, p.cfg.Stdio.Stdout, p.cfg.Stdio.Stderr, &p.wg); err != nil {
+			c.Close()
+			return fmt.Errorf("copy console: %w", err)
+		}
+	} else {
+		if err := p.io.start(ctx, &p.wg); err != nil {
+			return err
+		}
+	}
+
+	pid, err := runc.ReadPidFile(opts.PidFile)
+	if err != nil {
+		return fmt.Errorf("read pid file of runsc create: %w", err)
+	}
+	p.mu.Lock()
+	p.pid = pid
+	p.mu.Unlock()
+	return nil
+}
+
+// Start runs `runsc start`.
+func (p *Init) Start(ctx context.Context) error {
+	if st := p.Status(); st != Created {
+		return fmt.Errorf("cannot start a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.cfg.Runsc.Start(ctx, p.cfg.ID); err != nil {
+		return err
+	}
+	// The process may have exited already; only a created one becomes running.
+	_ = p.transition("start", Running, Created)
+	return nil
+}
+
+// SetExited records the container's exit status.
+func (p *Init) SetExited(status int) {
+	p.setExited(status)
+}
+
+// Kill signals the container (all of its processes with all).
+func (p *Init) Kill(ctx context.Context, sig uint32, all bool) error {
+	switch p.Status() {
+	case Stopped, Deleted:
+		return fmt.Errorf("container %s: process already finished: %w", p.cfg.ID, errdefs.ErrNotFound)
+	}
+	return checkKillError(p.cfg.Runsc.Kill(ctx, p.cfg.ID, int(sig), all))
+}
+
+// Pause freezes the container.
+func (p *Init) Pause(ctx context.Context) error {
+	if st := p.Status(); st != Running {
+		return fmt.Errorf("cannot pause a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.cfg.Runsc.Pause(ctx, p.cfg.ID); err != nil {
+		return err
+	}
+	return p.transition("pause", Paused, Running)
+}
+
+// Resume thaws a paused container.
+func (p *Init) Resume(ctx context.Context) error {
+	if st := p.Status(); st != Paused {
+		return fmt.Errorf("cannot resume a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.cfg.Runsc.Resume(ctx, p.cfg.ID); err != nil {
+		return err
+	}
+	return p.transition("resume", Running, Paused)
+}
+
+// Delete removes the container from runsc, waits for its output to drain and
+// unmounts its rootfs. A running container cannot be deleted.
+func (p *Init) Delete(ctx context.Context) error {
+	switch st := p.Status(); st {
+	case Running, Paused:
+		return fmt.Errorf("cannot delete a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	case Deleted:
+		return fmt.Errorf("container %s: %w", p.cfg.ID, errdefs.ErrNotFound)
+	}
+	ctx = context.WithoutCancel(ctx)
+	var firstErr error
+	if err := p.cfg.Runsc.Delete(ctx, p.cfg.ID, true); err != nil && !isNotExist(err) {
+		firstErr = err
+	}
+	waitTimeout(&p.wg, 2*time.Second)
+	if p.console != nil {
+		if err := p.cfg.Platform.ShutdownConsole(ctx, p.console); err != nil {
+			log.G(ctx).WithError(err).Debug("shut down console")
+		}
+		p.console.Close()
+	}
+	if p.io != nil {
+		p.io.Close()
+	}
+	p.unmountRootfs(ctx)
+	os.Remove(filepath.Join(p.cfg.Bundle, InitPidFile))
+	p.mu.Lock()
+	p.status = Deleted
+	p.mu.Unlock()
+	return firstErr
+}
+
+func (p *Init) unmountRootfs(ctx context.Context) {
+	if len(p.cfg.Rootfs) == 0 {
+		return
+	}
+	if err := mount.UnmountRecursive(p.rootfs(), 0); err != nil {
+		log.G(ctx).WithError(err).Warn("unmount rootfs")
+	}
+}
+
+// Resize changes the size of the container's terminal.
+func (p *Init) Resize(ws console.WinSize) error {
+	if p.console == nil {
+		return nil
+	}
+	return p.console.Resize(ws)
+}
+
+// CloseIO closes the container's stdin.
+func (p *Init) CloseIO() error {
+	if p.io != nil {
+		if in := p.io.io.Stdin(); in != nil {
+			return in.Close()
+		}
+	}
+	return nil
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

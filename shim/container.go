@@ -1,0 +1,172 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+// settingsFile records, in the bundle, how runsc was run for a container so
+// that the `delete` action can clean up after a lost shim.
+const settingsFile = "runsc-shim.json"
+
+type runscSettings struct {
+	Command string   `json:"command"`
+	Root    string   `json:"root"`
+	Flags   []string `json:"flags,omitempty"`
+}
+
+// container is one container served by this shim: its init process and
+// its exec processes.
+type container struct {
+	id     string
+	bundle string
+	runsc  *runsc.Runsc
+	init   *proc.Init
+
+	// lifecycle orders a process's /tasks/start before its /tasks/exit.
+	lifecycle sync.Mutex
+
+	mu    sync.Mutex
+	execs map[string]proc.Process
+}
+
+func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *taskAPI.CreateTaskRequest) (*container, error) {
+	cfg, cfgPath, err := ConfigFromOptions(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.ForID(r.ID)
+	applyLogConfig(ctx, cfg)
+	rs, err := newRunsc(cfg, cfgPath, ns, r.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSettings(r.Bundle, rs); err != nil {
+		return nil, err
+	}
+	init := proc.NewInit(proc.InitConfig{
+		ID:       r.ID,
+		Bundle:   r.Bundle,
+		Runsc:    rs,
+		Platform: platform,
+		Stdio: stdio.Stdio{
+			Stdin:    r.Stdin,
+			Stdout:   r.Stdout,
+			Stderr:   r.Stderr,
+			Terminal: r.Terminal,
+		},
+		Rootfs: mount.FromProto(r.Rootfs),
+	})
+	if err := init.Create(ctx); err != nil {
+		return nil, err
+	}
+	return &container{
+		id:     r.ID,
+		bundle: r.Bundle,
+		runsc:  rs,
+		init:   init,
+		execs:  make(map[string]proc.Process),
+	}, nil
+}
+
+// newRunsc resolves the runsc binary and root from the configuration.
+func newRunsc(cfg *Config, cfgPath, ns, bundle string) (*runsc.Runsc, error) {
+	name := cfg.RunscBinary()
+	binary, err := exec.LookPath(name)
+	if err != nil {
+		from := "the default"
+		if cfgPath != "" {
+			from = "binary_name in " + cfgPath
+		}
+		return nil, fmt.Errorf("runsc binary %q (%s) not found: %v: %w", name, from, err, errdefs.ErrFailedPrecondition)
+	}
+	root := cfg.RunscRoot(ns)
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("create runsc root %s: %w", root, err)
+	}
+	return &runsc.Runsc{
+		Command: binary,
+		Root:    root,
+		Bundle:  bundle,
+		Flags:   cfg.RunscFlags(),
+		Monitor: reaper.Default,
+	}, nil
+}
+
+func writeSettings(bundle string, r *runsc.Runsc) error {
+	b, err := json.Marshal(runscSettings{Command: r.Command, Root: r.Root, Flags: r.Flags})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, settingsFile), b, 0o600); err != nil {
+		return fmt.Errorf("record runsc settings in bundle: %w", err)
+	}
+	return nil
+}
+
+// readSettings returns how runsc ran for the bundle; ok is false if the
+// shim never recorded it.
+func readSettings(bundle string) (runscSettings, bool) {
+	var s runscSettings
+	b, err := os.ReadFile(filepath.Join(bundle, settingsFile))
+	if err != nil || json.Unmarshal(b, &s) != nil {
+		return s, false
+	}
+	return s, true
+}
+
+// applyLogConfig applies log_level and log_path from runsc.toml to the shim's
+// logger. Failures are warnings: logging must never fail a container.
+func applyLogConfig(ctx context.Context, cfg *Config) {
+	if cfg.LogLevel != "" {
+		if err := log.SetLevel(cfg.LogLevel); err != nil {
+			log.G(ctx).WithError(err).Warn("set shim log level")
+		}
+	}
+	if cfg.LogPath == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
+		log.G(ctx).WithError(err).Warn("create shim log directory")
+		return
+	}
+	f, err := os.OpenFile(cfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("open shim log file")
+		return
+	}
+	log.L.Logger.AddHook(&fileHook{f: f})
+}
+
+func (c *container) process(execID string) (proc.Process, error) {
+	if execID == "" {
+		return c.init, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// delete releases everything the container holds.
+func (c *container) delete(ctx context.Context) error {
+	return c.init.Delete(ctx)
+}

@@ -1,0 +1,354 @@
+package shim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"github.com/pelletier/go-toml/v2"
+	"github.com/sirupsen/logrus"
+)
+
+const (
+	// runscOptionsType is the TypeUrl gVisor's documentation tells users to
+	// put next to ConfigPath in containerd's runtime options. It names the
+	// format of the file (runsc.toml), not a protobuf type.
+	runscOptionsType = "io.containerd.runsc.v1.options"
+
+	// defaultBinaryName is the runsc binary looked up in PATH when the
+	// config does not name one.
+	defaultBinaryName = "runsc"
+
+	// defaultRoot is the runsc state root when the config does not set one;
+	// the containerd namespace is appended to it (as gVisor's shim does).
+	defaultRoot = "/run/containerd/runsc"
+
+	// idPlaceholder is replaced with the container (or sandbox) id in
+	// log_path and in runsc_config values.
+	idPlaceholder = "%ID%"
+)
+
+// Config is the shim's runtime configuration, read from the file containerd
+// points to with runtimeoptions.v1.Options.ConfigPath. Its format is that of
+// gVisor's own shim (runsc.toml), so existing files keep working:
+//
+//	binary_name = "/usr/local/bin/runsc"
+//	root = "/run/containerd/runsc"
+//	log_level = "debug"
+//	log_path = "/var/log/runsc/%ID%/shim.log"
+//	[runsc_config]
+//	  platform = "systrap"
+//	  debug = true
+//	  debug-log = "/var/log/runsc/%ID%/"
+//
+// The zero Config is the default configuration.
+type Config struct {
+	// BinaryName is the runsc binary; "" means "runsc" from PATH.
+	BinaryName string `toml:"binary_name"`
+	// Root is the runsc state root (runsc --root) before the containerd
+	// namespace is appended; "" means /run/containerd/runsc. See RunscRoot.
+	Root string `toml:"root"`
+	// LogLevel is the shim's log level: one of the logrus levels (trace,
+	// debug, info, warn/warning, error, fatal, panic); "" leaves it as is.
+	LogLevel string `toml:"log_level"`
+	// LogPath is an optional extra shim log file. %ID% is replaced with the
+	// id; a path ending in "/" is a directory holding runsc-shim-%ID%.log.
+	LogPath string `toml:"log_path"`
+	// RunscConfig holds extra runsc global flags, flag name -> value, e.g.
+	// "platform" = "ptrace", "network" = "host", "debug" = "true". %ID% in
+	// a value is replaced with the id (see ForID).
+	RunscConfig map[string]string `toml:"runsc_config"`
+
+	// The following keys exist in gVisor's runsc.toml and are accepted so
+	// that existing files load.
+
+	// ShimCgroup is the cgroup the shim should move itself into.
+	ShimCgroup string `toml:"shim_cgroup"`
+	// IoUID is the owner uid of the container's stdio pipes.
+	IoUID uint32 `toml:"io_uid"`
+	// IoGID is the owner gid of the container's stdio pipes.
+	IoGID uint32 `toml:"io_gid"`
+}
+
+// fileConfig is Config as it is decoded: runsc_config values may be TOML
+// strings, booleans or integers and are normalised to strings afterwards.
+type fileConfig struct {
+	BinaryName  string         `toml:"binary_name"`
+	Root        string         `toml:"root"`
+	LogLevel    string         `toml:"log_level"`
+	LogPath     string         `toml:"log_path"`
+	RunscConfig map[string]any `toml:"runsc_config"`
+	ShimCgroup  string         `toml:"shim_cgroup"`
+	IoUID       uint32         `toml:"io_uid"`
+	IoGID       uint32         `toml:"io_gid"`
+}
+
+// configKeys lists the top-level keys of a config file, for error messages.
+const configKeys = "binary_name, root, log_level, log_path, shim_cgroup, io_uid, io_gid, [runsc_config]"
+
+// ownedFlags are runsc global flags the shim sets itself on every call.
+var ownedFlags = map[string]string{
+	"root":       "root",
+	"log":        "",
+	"log-format": "",
+}
+
+// flagName is what a runsc flag name looks like (without its dashes).
+var flagName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
+
+// typeMismatch matches go-toml's message for a value of the wrong type, which
+// names this file's Go types.
+var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into struct field \S+ of type (.+)$`)
+
+// goTypeName describes a fileConfig field type in TOML terms.
+func goTypeName(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "uint"):
+		return "a non-negative integer"
+	case strings.HasPrefix(t, "map["):
+		return "a table"
+	default:
+		return t
+	}
+}
+
+// LoadConfig reads and validates the config file at path. Every error names
+// the file and wraps errdefs.ErrInvalidArgument.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("runsc config: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return parseConfig(b, path)
+}
+
+// parseConfig decodes and validates a config file's content; name is used in
+// errors.
+func parseConfig(b []byte, name string) (*Config, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("runsc config %s: %s: %w", name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+	}
+
+	var fc fileConfig
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	if err := dec.Decode(&fc); err != nil {
+		var strict *toml.StrictMissingError
+		var de *toml.DecodeError
+		switch {
+		case errors.As(err, &strict) && len(strict.Errors) > 0:
+			var msgs []string
+			for i := range strict.Errors {
+				e := &strict.Errors[i]
+				key := strings.Join(e.Key(), ".")
+				row, col := e.Position()
+				msg := fmt.Sprintf("line %d, column %d: unknown key %q", row, col, key)
+				if len(e.Key()) == 1 && flagName.MatchString(key) {
+					msg += " (if it is a runsc flag, put it under [runsc_config])"
+				}
+				msgs = append(msgs, msg)
+			}
+			return nil, invalid("%s; known keys are %s", strings.Join(msgs, "; "), configKeys)
+		case errors.As(err, &de):
+			row, col := de.Position()
+			msg := strings.TrimPrefix(de.Error(), "toml: ")
+			if m := typeMismatch.FindStringSubmatch(msg); m != nil {
+				msg = fmt.Sprintf("got a TOML %s, want %s", m[1], goTypeName(m[2]))
+			}
+			if k := strings.Join(de.Key(), "."); k != "" {
+				msg = fmt.Sprintf("key %q: %s", k, msg)
+			}
+			return nil, invalid("line %d, column %d: %s", row, col, msg)
+		default:
+			return nil, invalid("%v", err)
+		}
+	}
+
+	if fc.LogLevel != "" {
+		if _, err := logrus.ParseLevel(fc.LogLevel); err != nil {
+			return nil, invalid("log_level %q is not one of trace, debug, info, warn, error, fatal, panic", fc.LogLevel)
+		}
+	}
+
+	c := &Config{
+		BinaryName: fc.BinaryName,
+		Root:       fc.Root,
+		LogLevel:   fc.LogLevel,
+		LogPath:    fc.LogPath,
+		ShimCgroup: fc.ShimCgroup,
+		IoUID:      fc.IoUID,
+		IoGID:      fc.IoGID,
+	}
+	if len(fc.RunscConfig) > 0 {
+		c.RunscConfig = make(map[string]string, len(fc.RunscConfig))
+	}
+	for _, k := range sortedKeys(fc.RunscConfig) {
+		if !flagName.MatchString(k) {
+			return nil, invalid("[runsc_config] key %q is not a runsc flag name (write it without leading dashes, e.g. platform = \"systrap\")", k)
+		}
+		if top, owned := ownedFlags[k]; owned {
+			if top != "" {
+				return nil, invalid("[runsc_config] must not set %q: the shim sets runsc --%s itself; use the top-level %q key", k, k, top)
+			}
+			return nil, invalid("[runsc_config] must not set %q: the shim sets runsc --%s itself (runsc's log goes to <bundle>/log.json; use debug-log for runsc debug logs and log_path for the shim's)", k, k)
+		}
+		v, err := flagValue(fc.RunscConfig[k])
+		if err != nil {
+			return nil, invalid("[runsc_config] %s: %v", k, err)
+		}
+		c.RunscConfig[k] = v
+	}
+	return c, nil
+}
+
+// flagValue renders a decoded TOML value as a runsc flag value.
+func flagValue(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	}
+	return "", fmt.Errorf("value %v (%T) must be a string, boolean or integer", v, v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ConfigFromOptions returns the config for the options containerd sent with
+// CreateTaskRequest.Options, and the path of the file it was read from ("" for
+// the defaults). Errors wrap errdefs.ErrInvalidArgument.
+//
+//   - nil (no options) -> defaults.
+//   - runtimeoptions.v1.Options (CRI and any client passing a ConfigPath): the
+//     file at ConfigPath, or the defaults if ConfigPath is empty. Its TypeUrl
+//     must be empty or "io.containerd.runsc.v1.options", as with gVisor's
+//     shim. ConfigBody (containerd's inline copy of the runtime's options
+//     table, sent when there is no ConfigPath) is ignored, as gVisor's shim
+//     does: that table holds containerd's own keys (TypeUrl, SystemdCgroup...),
+//     not a runsc.toml.
+//   - containerd.runc.v1.Options: accepted and ignored. ctr and other clients
+//     built for runc may send runc's options with any runtime; none of its
+//     fields (runc binary, criu, systemd cgroup...) apply to runsc.
+//   - any other type: an error naming the type url.
+func ConfigFromOptions(opts typeurl.Any) (cfg *Config, path string, err error) {
+	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
+		return &Config{}, "", nil
+	}
+	if opts.GetTypeUrl() == "" {
+		return nil, "", fmt.Errorf("runtime options without a type url: %w", errdefs.ErrInvalidArgument)
+	}
+	v, err := typeurl.UnmarshalAny(opts)
+	if err != nil {
+		if errors.Is(err, typeurl.ErrNotFound) {
+			return nil, "", unsupportedOptions(opts.GetTypeUrl())
+		}
+		return nil, "", fmt.Errorf("decode runtime options %q: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	switch o := v.(type) {
+	case *runtimeoptions.Options:
+		if o.GetConfigPath() == "" {
+			return &Config{}, "", nil
+		}
+		if t := o.GetTypeUrl(); t != "" && t != runscOptionsType {
+			return nil, "", fmt.Errorf("runtime options: unsupported config TypeUrl %q for %s (want %q): %w",
+				t, o.GetConfigPath(), runscOptionsType, errdefs.ErrInvalidArgument)
+		}
+		c, err := LoadConfig(o.GetConfigPath())
+		if err != nil {
+			return nil, "", err
+		}
+		return c, o.GetConfigPath(), nil
+	case *runcoptions.Options:
+		return &Config{}, "", nil
+	default:
+		return nil, "", unsupportedOptions(opts.GetTypeUrl())
+	}
+}
+
+func unsupportedOptions(typeURL string) error {
+	return fmt.Errorf("unsupported runtime options type %q (want runtimeoptions.v1.Options with ConfigPath pointing to a runsc.toml): %w",
+		typeURL, errdefs.ErrInvalidArgument)
+}
+
+// RunscFlags returns the runsc global flags from [runsc_config] as
+// "--key=value", sorted by key. Values are as written; use ForID first to
+// expand %ID%.
+func (c *Config) RunscFlags() []string {
+	if c == nil || len(c.RunscConfig) == 0 {
+		return nil
+	}
+	flags := make([]string, 0, len(c.RunscConfig))
+	for _, k := range sortedKeys(c.RunscConfig) {
+		flags = append(flags, "--"+k+"="+c.RunscConfig[k])
+	}
+	return flags
+}
+
+// RunscRoot returns runsc's --root for the containerd namespace: Root (or
+// /run/containerd/runsc) joined with the namespace, as gVisor's shim does, so
+// that `root = "/run/containerd/runsc"` in an existing file keeps the same
+// state directories.
+func (c *Config) RunscRoot(namespace string) string {
+	root := defaultRoot
+	if c != nil && c.Root != "" {
+		root = c.Root
+	}
+	return filepath.Join(root, namespace)
+}
+
+// RunscBinary returns the runsc binary to run: BinaryName or "runsc".
+func (c *Config) RunscBinary() string {
+	if c == nil || c.BinaryName == "" {
+		return defaultBinaryName
+	}
+	return c.BinaryName
+}
+
+// ForID returns a copy of c with %ID% replaced by id in LogPath and in the
+// RunscConfig values (e.g. debug-log = "/var/log/runsc/%ID%/"). A LogPath
+// ending in "/" becomes "<dir>/runsc-shim-<id>.log", as in gVisor's shim.
+func (c *Config) ForID(id string) *Config {
+	if c == nil {
+		return &Config{}
+	}
+	out := *c
+	if out.LogPath != "" {
+		p := out.LogPath
+		if strings.HasSuffix(p, "/") {
+			p += "runsc-shim-" + idPlaceholder + ".log"
+		}
+		out.LogPath = expandID(p, id)
+	}
+	if c.RunscConfig != nil {
+		out.RunscConfig = make(map[string]string, len(c.RunscConfig))
+		for k, v := range c.RunscConfig {
+			out.RunscConfig[k] = expandID(v, id)
+		}
+	}
+	return &out
+}
+
+// expandID replaces every %ID% in s with id.
+func expandID(s, id string) string {
+	return strings.ReplaceAll(s, idPlaceholder, id)
+}

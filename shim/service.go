@@ -1,0 +1,419 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/task"
+	runcshim "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
+	"github.com/containerd/console"
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
+)
+
+// service is the Task API (v3, and v2 through the adapter) of one shim
+// process, which serves one container or all containers of a pod.
+type service struct {
+	ctx      context.Context
+	events   *eventQueue
+	shutdown shutdown.Service
+	platform stdio.Platform
+
+	mu         sync.Mutex
+	containers map[string]*container
+	// running maps the host pid the shim reaps to the process it ends.
+	running map[int]runningProc
+	// early holds exits reaped while a process was being created and was
+	// not yet in running; creating counts those creations.
+	early    map[int]runc.Exit
+	creating int
+}
+
+// NewTaskService returns the task service and starts its exit and event loops.
+func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (shim.TTRPCService, error) {
+	platform, err := runcshim.NewPlatform()
+	if err != nil {
+		return nil, fmt.Errorf("create console platform: %w", err)
+	}
+	s := &service{
+		ctx:        ctx,
+		events:     newEventQueue(ctx, publisher),
+		shutdown:   sd,
+		platform:   platform,
+		containers: make(map[string]*container),
+		running:    make(map[int]runningProc),
+		early:      make(map[int]runc.Exit),
+	}
+	runc.Monitor = reaper.Default
+	go s.processExits(reaper.Default.Subscribe())
+	sd.RegisterCallback(func(context.Context) error {
+		s.events.close()
+		return platform.Close()
+	})
+	return s, nil
+}
+
+// RegisterTTRPC serves containerd.task.v3.Task and, for containerd 1.6 to
+// 2.2, containerd.task.v2.Task on the same server.
+func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTTRPCTaskService(server, s)
+	taskv2.RegisterTTRPCTaskService(server, newTaskV2Adapter(s))
+	return nil
+}
+
+// errToTTRPC maps an error to a status containerd turns back into its errdefs kind.
+func errToTTRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errgrpc.ToGRPC(err)
+}
+
+func (s *service) container(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *service) process(id, execID string) (*container, proc.Process, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, p, nil
+}
+
+// beginCreate makes exits reaped from now on wait in early until the new
+// process is registered with endCreate.
+func (s *service) beginCreate() {
+	s.mu.Lock()
+	s.creating++
+	s.mu.Unlock()
+}
+
+// runningProc is a process the shim waits for, and its container.
+type runningProc struct {
+	c *container
+	p proc.Process
+}
+
+// endCreate registers p of c (if it got a pid) and returns the exit it
+// already had.
+func (s *service) endCreate(c *container, p proc.Process) (runc.Exit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creating--
+	var (
+		e      runc.Exit
+		exited bool
+	)
+	if p != nil && p.Pid() > 0 {
+		if e, exited = s.early[p.Pid()]; !exited {
+			s.running[p.Pid()] = runningProc{c: c, p: p}
+		}
+		delete(s.early, p.Pid())
+	}
+	if s.creating == 0 {
+		clear(s.early)
+	}
+	return e, exited
+}
+
+func (s *service) processExits(ec chan runc.Exit) {
+	for e := range ec {
+		s.mu.Lock()
+		rp, ok := s.running[e.Pid]
+		if ok {
+			delete(s.running, e.Pid)
+		} else if s.creating > 0 {
+			s.early[e.Pid] = e
+		}
+		s.mu.Unlock()
+		if ok {
+			go s.handleExit(rp.c, rp.p, e.Status)
+		}
+	}
+}
+
+// handleExit records an exit and publishes /tasks/exit, after the process's
+// /tasks/start (the start path holds the container's lifecycle lock).
+func (s *service) handleExit(c *container, p proc.Process, status int) {
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
+	p.SetExited(status)
+	if p == proc.Process(c.init) {
+		if err := runcshim.WriteExitStatus(c.bundle, runc.Exit{Pid: p.Pid(), Status: status, Timestamp: p.ExitedAt()}); err != nil {
+			log.G(s.ctx).WithError(err).Warn("record exit status in bundle")
+		}
+	}
+	s.events.publish(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+		ContainerID: c.id,
+		ID:          p.ID(),
+		Pid:         uint32(p.Pid()),
+		ExitStatus:  uint32(status),
+		ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
+	})
+}
+
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	s.mu.Lock()
+	_, exists := s.containers[r.ID]
+	s.mu.Unlock()
+	if exists {
+		return nil, errToTTRPC(fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	s.beginCreate()
+	c, err := newContainer(ctx, s.platform, ns, r)
+	var (
+		early  runc.Exit
+		exited bool
+	)
+	if err == nil {
+		early, exited = s.endCreate(c, c.init)
+	} else {
+		s.endCreate(nil, nil)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
+		return nil, errToTTRPC(err)
+	}
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+
+	s.events.publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO: &eventstypes.TaskIO{
+			Stdin:    r.Stdin,
+			Stdout:   r.Stdout,
+			Stderr:   r.Stderr,
+			Terminal: r.Terminal,
+		},
+		Checkpoint: r.Checkpoint,
+		Pid:        uint32(c.init.Pid()),
+	})
+	if exited {
+		go s.handleExit(c, c.init, early.Status)
+	}
+	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if r.ExecID != "" {
+		return s.startExec(ctx, c, p)
+	}
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
+	if err := p.Start(ctx); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("start container %q: %w", r.ID, err))
+	}
+	s.events.publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{
+		ContainerID: r.ID,
+		Pid:         uint32(p.Pid()),
+	})
+	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if r.ExecID != "" {
+		return s.deleteExec(ctx, c, r.ExecID, p)
+	}
+	if err := c.delete(ctx); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
+	}
+	s.mu.Lock()
+	delete(s.containers, r.ID)
+	delete(s.running, p.Pid())
+	s.mu.Unlock()
+	s.events.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+		ContainerID: r.ID,
+		Pid:         uint32(p.Pid()),
+		ExitStatus:  uint32(p.ExitStatus()),
+		ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
+	})
+	return &taskAPI.DeleteResponse{
+		Pid:        uint32(p.Pid()),
+		ExitStatus: uint32(p.ExitStatus()),
+		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
+	}, nil
+}
+
+func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	sio := p.Stdio()
+	return &taskAPI.StateResponse{
+		ID:         p.ID(),
+		ExecID:     r.ExecID,
+		Bundle:     c.bundle,
+		Pid:        uint32(p.Pid()),
+		Status:     taskStatus(p.Status()),
+		Stdin:      sio.Stdin,
+		Stdout:     sio.Stdout,
+		Stderr:     sio.Stderr,
+		Terminal:   sio.Terminal,
+		ExitStatus: uint32(p.ExitStatus()),
+		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
+	}, nil
+}
+
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := p.Kill(ctx, r.Signal, r.All); err != nil {
+		return nil, errToTTRPC(err)
+	}
+	return empty, nil
+}
+
+func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		return nil, errToTTRPC(ctx.Err())
+	}
+	return &taskAPI.WaitResponse{
+		ExitStatus: uint32(p.ExitStatus()),
+		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
+	}, nil
+}
+
+func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := c.init.Pause(ctx); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("pause %q: %w", r.ID, err))
+	}
+	s.events.publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: r.ID})
+	return empty, nil
+}
+
+func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := c.init.Resume(ctx); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("resume %q: %w", r.ID, err))
+	}
+	s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
+	return empty, nil
+}
+
+func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := p.Resize(winSize(r.Width, r.Height)); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("resize pty: %w", err))
+	}
+	return empty, nil
+}
+
+func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if r.Stdin {
+		if err := p.CloseIO(); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("close stdin: %w", err))
+		}
+	}
+	return empty, nil
+}
+
+func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, errToTTRPC(fmt.Errorf("checkpoint: %w", errdefs.ErrNotImplemented))
+}
+
+func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}
+	if c, err := s.container(r.ID); err == nil {
+		resp.TaskPid = uint32(c.init.Pid())
+	}
+	return resp, nil
+}
+
+// Shutdown ends the shim once it serves no container.
+func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	if n > 0 {
+		return empty, nil
+	}
+	s.shutdown.Shutdown()
+	return empty, nil
+}
+
+var empty = &emptypb.Empty{}
+
+func winSize(w, h uint32) console.WinSize {
+	return console.WinSize{Width: uint16(w), Height: uint16(h)}
+}
+
+func taskStatus(st proc.Status) task.Status {
+	switch st {
+	case proc.Created:
+		return task.Status_CREATED
+	case proc.Running:
+		return task.Status_RUNNING
+	case proc.Paused:
+		return task.Status_PAUSED
+	case proc.Stopped, proc.Deleted:
+		return task.Status_STOPPED
+	}
+	return task.Status_UNKNOWN
+}
