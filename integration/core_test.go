@@ -18,7 +18,7 @@ import (
 
 // containerTimeout bounds one container's life in these tests, so a hung
 // shim fails its test instead of hanging the suite.
-const containerTimeout = 90 * time.Second
+const containerTimeout = 60 * time.Second
 
 // coreEnv is what every core subtest needs.
 type coreEnv struct {
@@ -71,6 +71,7 @@ func TestCore(t *testing.T) {
 				ID:   containerID("uname-" + v),
 				Args: []string{"sh", "-c", "uname -r; dmesg"},
 			})
+			t.Logf("stdout:\n%s", res.Stdout)
 			lines := strings.SplitN(res.Stdout, "\n", 2)
 			if lines[0] != "4.4.0" {
 				t.Errorf("uname -r = %q, want 4.4.0 (gVisor's); stdout:\n%s", lines[0], res.Stdout)
@@ -94,10 +95,20 @@ func TestCore(t *testing.T) {
 		})
 
 		t.Run("kill-sigterm", func(t *testing.T) {
+			id := containerID("kill-" + v)
 			res := e.mustRun(t, harness.RunOptions{
-				ID:   containerID("kill-" + v),
+				ID:   id,
 				Args: []string{"sleep", "1000"},
 				AfterStart: func(ctx context.Context, task client.Task) error {
+					// While it runs, the leak check must see the sandbox: its
+					// processes, its state under the private runsc root, the
+					// bundle. Otherwise the checks after Delete prove nothing.
+					left := strings.Join(d.Leftovers(id, e.cfg.Root), "\n")
+					for _, want := range []string{"process ", "runsc-sandbox", "runsc state: " + e.cfg.Root, "path exists: " + d.TaskBundle(id)} {
+						if !strings.Contains(left, want) {
+							t.Errorf("leak check of a running sandbox lacks %q; got:\n%s", want, left)
+						}
+					}
 					return task.Kill(ctx, syscall.SIGTERM)
 				},
 			})
@@ -197,27 +208,40 @@ func TestCore(t *testing.T) {
 			harness.RequireBinary(t, d.Ctr)
 			id := containerID("ctr-" + v)
 			harness.LogOnFailure(t, d, id)
-			ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
-			defer cancel()
-			args := append(d.CtrArgs()[1:], "run",
-				"--runtime", harness.RuntimeName,
-				"--runtime-config-path", e.cfg.Path,
-				"--rm", harness.BusyboxRef, id, "uname", "-r")
-			cmd := exec.CommandContext(ctx, d.Ctr, args...)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			cmd.WaitDelay = 5 * time.Second
-			err := cmd.Run()
-			if ctx.Err() != nil {
-				t.Fatalf("ctr run did not finish within %s (hung); stdout %q stderr %q", containerTimeout, stdout.String(), stderr.String())
-			}
-			if err != nil {
-				t.Fatalf("ctr run: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-			}
-			if got := strings.TrimSpace(stdout.String()); got != "4.4.0" {
-				t.Errorf("ctr run uname -r printed %q, want 4.4.0; stderr: %s", got, stderr.String())
+			stdout := ctrRun(t, d, []string{"--runtime", harness.RuntimeName, "--runtime-config-path", e.cfg.Path}, id, "uname", "-r")
+			if got := strings.TrimSpace(stdout); got != "4.4.0" {
+				t.Errorf("ctr run uname -r printed %q, want 4.4.0", got)
 			}
 			harness.AssertNoLeftovers(t, d, id, e.cfg.Root)
 		})
 	})
+}
+
+// ctrRun runs `ctr run <runtimeFlags> --rm <busybox> id args...` with the
+// daemon's own ctr and returns its stdout; it fails t if ctr fails or does
+// not finish within containerTimeout.
+func ctrRun(t *testing.T, d *harness.Daemon, runtimeFlags []string, id string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
+	defer cancel()
+	argv := append(d.CtrArgs()[1:], "run")
+	argv = append(argv, runtimeFlags...)
+	argv = append(argv, "--rm", harness.BusyboxRef, id)
+	argv = append(argv, args...)
+	cmd := exec.CommandContext(ctx, d.Ctr, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s did not finish within %s (hung); stdout %q stderr %q",
+			d.Ctr, strings.Join(argv, " "), containerTimeout, stdout.String(), stderr.String())
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", d.Ctr, strings.Join(argv, " "), err, stdout.String(), stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("ctr stderr: %s", stderr.String())
+	}
+	return stdout.String()
 }

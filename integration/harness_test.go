@@ -84,5 +84,12 @@ func TestHarnessRunc(t *testing.T) {
 			t.Fatal(err)
 		}
 		harness.AssertNoLeftovers(t, d, live, "")
+
+		// ctr run --rm through the daemon's own ctr.
+		ctrID := containerID("runc-ctr-" + strings.ReplaceAll(d.Version, ".", ""))
+		if got := strings.TrimSpace(ctrRun(t, d, []string{"--runtime", "io.containerd.runc.v2"}, ctrID, "uname", "-r")); got != hostRelease {
+			t.Errorf("ctr run uname -r = %q, want %q", got, hostRelease)
+		}
+		harness.AssertNoLeftovers(t, d, ctrID, "")
 	})
 }

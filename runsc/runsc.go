@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -103,16 +104,17 @@ func (r *Runsc) logOffset() int64 {
 
 // run starts cmd through the monitor, waits, and turns a failure into *Error.
 func (r *Runsc) run(cmd *exec.Cmd, sub string) ([]byte, error) {
-	return r.runWith(cmd, sub, nil)
+	return r.runWith(context.Background(), cmd, sub, nil)
 }
 
 // runWith is run with a hook called once the process has started.
-func (r *Runsc) runWith(cmd *exec.Cmd, sub string, started func()) ([]byte, error) {
+func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string, started func()) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &stdout
 	}
-	if cmd.Stderr == nil {
+	ownStderr := cmd.Stderr == nil
+	if ownStderr {
 		cmd.Stderr = &stderr
 	}
 	off := r.logOffset()
@@ -121,7 +123,14 @@ func (r *Runsc) runWith(cmd *exec.Cmd, sub string, started func()) ([]byte, erro
 		return nil, &Error{Subcommand: sub, Message: err.Error(), ExitStatus: -1, Err: err}
 	}
 	if status != 0 {
-		return stdout.Bytes(), r.newError(sub, status, off, stderr.Bytes())
+		e := r.newError(sub, status, off, stderr.Bytes())
+		if e.Message == "" && !ownStderr {
+			// runsc's stdio is the container's: when it failed before it
+			// opened log.json (a flag it does not know), its complaint went
+			// there. Ask again with the same global flags.
+			e.Message = r.diagnoseFlags(ctx)
+		}
+		return stdout.Bytes(), e
 	}
 	return stdout.Bytes(), nil
 }
@@ -168,7 +177,27 @@ func (e *Error) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("runsc %s: exit status %d (runsc wrote no error message)", e.Subcommand, e.ExitStatus)
 	}
+	if h := hint(e.Message); h != "" {
+		return fmt.Sprintf("runsc %s: %s (%s)", e.Subcommand, e.Message, h)
+	}
 	return fmt.Sprintf("runsc %s: %s", e.Subcommand, e.Message)
+}
+
+// hints explain runsc messages whose fix is in the user's configuration.
+var hints = []struct{ match, hint string }{
+	{"cannot run with network enabled in root network namespace",
+		`runsc's own network stack cannot start on this host: set network = "host" (uses the container's network namespace) or network = "none" in the [runsc_config] table of the runsc.toml named by the runtime's ConfigPath`},
+	{"flag provided but not defined",
+		"a key in the [runsc_config] table of runsc.toml is not a flag of this runsc version: see `runsc flags`"},
+}
+
+func hint(msg string) string {
+	for _, h := range hints {
+		if strings.Contains(msg, h.match) {
+			return h.hint
+		}
+	}
+	return ""
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -216,31 +245,35 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 		opts = &CreateOpts{}
 	}
 	cmd := r.cmd(ctx, "create", append(opts.args(r.Bundle), id)...)
-	var started func()
-	if opts.IO != nil {
-		opts.IO.Set(cmd)
-		if c, ok := opts.IO.(runc.StartCloser); ok {
-			// The sandbox holds the child side of the pipes now.
+	started, done, err := setIO(cmd, opts.IO)
+	if err != nil {
+		return fmt.Errorf("runsc create: %w", err)
+	}
+	defer done()
+	_, err = r.runWith(ctx, cmd, "create", started)
+	return err
+}
+
+// setIO gives cmd the process's stdio. runsc forks processes (sandbox, gofer,
+// detached exec) that inherit it and outlive the command: without IO they get
+// /dev/null, never a pipe that waiting for the command would block on.
+// started closes the child's side of the pipes once the command runs; done
+// releases what setIO opened.
+func setIO(cmd *exec.Cmd, pio runc.IO) (started, done func(), err error) {
+	started, done = func() {}, func() {}
+	if pio != nil {
+		pio.Set(cmd)
+		if c, ok := pio.(runc.StartCloser); ok {
 			started = func() { _ = c.CloseAfterStart() }
 		}
-	} else {
-		// The sandbox and gofer inherit runsc's stdio and outlive it: never
-		// hand them a pipe that we would wait on.
-		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err != nil {
-			return fmt.Errorf("runsc create: open %s: %w", os.DevNull, err)
-		}
-		defer null.Close()
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+		return started, done, nil
 	}
-	// The stdio of runsc create is the container's stdio: when runsc fails
-	// before it opened log.json (a flag it does not know), its message went
-	// there. Find out why with a cheap invocation of the same global flags.
-	_, err := r.runWith(cmd, "create", started)
-	if e, ok := err.(*Error); ok && e.Message == "" {
-		e.Message = r.diagnoseFlags(ctx)
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
-	return err
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	return started, func() { null.Close() }, nil
 }
 
 // diagnoseFlags runs `runsc <global flags> flags` and returns runsc's complaint
@@ -323,4 +356,64 @@ func (r *Runsc) Wait(ctx context.Context, id string) (int, error) {
 		return -1, fmt.Errorf("runsc wait: decode %q: %w", out, err)
 	}
 	return w.ExitStatus, nil
+}
+
+// ExecOpts are the options of `runsc exec --detach`.
+type ExecOpts struct {
+	// ProcessFile is the process spec (JSON) to run.
+	ProcessFile string
+	// PidFile receives the host pid of the detached `runsc exec` that waits
+	// for the process and exits with its status.
+	PidFile string
+	// InternalPidFile receives the process's pid inside the sandbox.
+	InternalPidFile string
+	ConsoleSocket   runc.ConsoleSocket
+	IO              runc.IO
+}
+
+func (o *ExecOpts) args() []string {
+	args := []string{"--detach", "--process=" + o.ProcessFile}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file="+o.PidFile)
+	}
+	if o.InternalPidFile != "" {
+		args = append(args, "--internal-pid-file="+o.InternalPidFile)
+	}
+	if o.ConsoleSocket != nil {
+		args = append(args, "--console-socket="+o.ConsoleSocket.Path())
+	}
+	return args
+}
+
+// Exec runs `runsc exec --detach`: it returns once the process runs.
+func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) error {
+	cmd := r.cmd(ctx, "exec", append(opts.args(), id)...)
+	started, done, err := setIO(cmd, opts.IO)
+	if err != nil {
+		return fmt.Errorf("runsc exec: %w", err)
+	}
+	defer done()
+	_, err = r.runWith(ctx, cmd, "exec", started)
+	return err
+}
+
+// KillPid runs `runsc kill --pid <pid> <id> <signal>` for one process,
+// pid being relative to the sandbox's root PID namespace.
+func (r *Runsc) KillPid(ctx context.Context, id string, pid, sig int) error {
+	_, err := r.run(r.cmd(ctx, "kill", "--pid="+strconv.Itoa(pid), id, strconv.Itoa(sig)), "kill")
+	return err
+}
+
+// Ps runs `runsc ps --format=json`: the pids of the container's processes
+// inside the sandbox.
+func (r *Runsc) Ps(ctx context.Context, id string) ([]int, error) {
+	out, err := r.run(r.cmd(ctx, "ps", "--format=json", id), "ps")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	if err := json.Unmarshal(out, &pids); err != nil {
+		return nil, fmt.Errorf("runsc ps: decode %q: %w", out, err)
+	}
+	return pids, nil
 }

@@ -75,7 +75,12 @@ func run(version string, verbose bool) (retErr error) {
 	}
 
 	step("starting a private containerd %s (%s)", version, bin)
-	d, err := harness.StartDaemon(ctx, harness.DaemonOptions{Version: version, ShimDirs: []string{shimDir}, Logf: logf})
+	d, err := harness.StartDaemon(ctx, harness.DaemonOptions{
+		Version:   version,
+		ShimDirs:  []string{shimDir},
+		Namespace: "runsc-demo",
+		Logf:      logf,
+	})
 	if err != nil {
 		return err
 	}
@@ -101,7 +106,7 @@ func run(version string, verbose bool) (retErr error) {
 		return err
 	}
 
-	id := "demo"
+	id := fmt.Sprintf("runsc-demo-%d", os.Getpid())
 	step("running container %q with runtime %s (runsc config %s)", id, harness.RuntimeName, cfg.Path)
 	start := time.Now()
 	res, err := d.Run(ctx, harness.RunOptions{

@@ -1,0 +1,206 @@
+package proc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+// Exec is an additional process run in a container with `runsc exec`.
+type Exec struct {
+	exitState
+	id     string
+	parent *Init
+	spec   *specs.Process
+	stdio  stdio.Stdio
+
+	// internalPid is the process's pid inside the sandbox.
+	internalPid int
+	io          *processIO
+	console     console.Console
+	wg          sync.WaitGroup
+}
+
+// NewExec returns an exec process of parent that has not been started.
+func (p *Init) NewExec(id string, spec *specs.Process, s stdio.Stdio) *Exec {
+	return &Exec{exitState: newExitState(), id: id, parent: p, spec: spec, stdio: s}
+}
+
+// ID is the exec id.
+func (e *Exec) ID() string { return e.id }
+
+// Stdio is the process's stdio as containerd sent it.
+func (e *Exec) Stdio() stdio.Stdio { return e.stdio }
+
+// InternalPid is the process's pid inside the sandbox (0 before Start).
+func (e *Exec) InternalPid() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.internalPid
+}
+
+func (e *Exec) pidFile(kind string) string {
+	return filepath.Join(e.parent.cfg.Bundle, fmt.Sprintf("exec-%s.%s", e.id, kind))
+}
+
+// Start runs the process with `runsc exec --detach`. Its pid is the host
+// pid of the detached runsc exec, which exits with the process's status.
+func (e *Exec) Start(ctx context.Context) (retErr error) {
+	if st := e.Status(); st != Created {
+		return fmt.Errorf("cannot start a %s exec: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	if st := e.parent.Status(); st != Running {
+		return fmt.Errorf("cannot exec in a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	specFile, err := writeProcessSpec(e.parent.cfg.Bundle, e.spec)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(specFile)
+
+	opts := &runsc.ExecOpts{
+		ProcessFile:     specFile,
+		PidFile:         e.pidFile("pid"),
+		InternalPidFile: e.pidFile("ipid"),
+	}
+	var socket *runc.Socket
+	if e.stdio.Terminal {
+		if socket, err = runc.NewTempConsoleSocket(); err != nil {
+			return fmt.Errorf("create console socket: %w", err)
+		}
+		defer socket.Close()
+		opts.ConsoleSocket = socket
+	} else {
+		pio, err := newProcessIO(ctx, e.id, e.stdio)
+		if err != nil {
+			return fmt.Errorf("set up stdio: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				pio.Close()
+			}
+		}()
+		e.io = pio
+		opts.IO = pio.io
+	}
+	if err := e.parent.cfg.Runsc.Exec(ctx, e.parent.cfg.ID, opts); err != nil {
+		return err
+	}
+	if socket != nil {
+		c, err := socket.ReceiveMaster()
+		if err != nil {
+			return fmt.Errorf("receive console master from runsc: %w", err)
+		}
+		if e.console, err = e.parent.cfg.Platform.CopyConsole(ctx, c, e.id, e.stdio.Stdin, e.stdio.Stdout, e.stdio.Stderr, &e.wg); err != nil {
+			c.Close()
+			return fmt.Errorf("copy console: %w", err)
+		}
+	} else if err := e.io.start(ctx, &e.wg); err != nil {
+		return err
+	}
+	pid, err := runc.ReadPidFile(opts.PidFile)
+	if err != nil {
+		return fmt.Errorf("read pid file of runsc exec: %w", err)
+	}
+	ipid, err := runc.ReadPidFile(opts.InternalPidFile)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("read internal pid of exec")
+	}
+	e.mu.Lock()
+	e.pid, e.internalPid = pid, ipid
+	if e.status == Created {
+		e.status = Running
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// writeProcessSpec writes the process spec to a private file in the bundle.
+func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
+	f, err := os.CreateTemp(bundle, ".exec-process-*.json")
+	if err != nil {
+		return "", fmt.Errorf("create exec process file: %w", err)
+	}
+	if err := json.NewEncoder(f).Encode(spec); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write exec process file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write exec process file: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// SetExited records the exit of the process.
+func (e *Exec) SetExited(status int) {
+	e.setExited(status)
+}
+
+// Kill signals the process inside the sandbox.
+func (e *Exec) Kill(ctx context.Context, sig uint32, _ bool) error {
+	switch e.Status() {
+	case Created:
+		return fmt.Errorf("exec %s not started: %w", e.id, errdefs.ErrFailedPrecondition)
+	case Stopped, Deleted:
+		return fmt.Errorf("exec %s: process already finished: %w", e.id, errdefs.ErrNotFound)
+	}
+	return checkKillError(e.parent.cfg.Runsc.KillPid(ctx, e.parent.cfg.ID, e.InternalPid(), int(sig)))
+}
+
+// Delete releases the process's stdio and pid files. A running exec cannot
+// be deleted.
+func (e *Exec) Delete(ctx context.Context) error {
+	switch st := e.Status(); st {
+	case Running, Paused:
+		return fmt.Errorf("cannot delete a %s exec: %w", st, errdefs.ErrFailedPrecondition)
+	case Deleted:
+		return fmt.Errorf("exec %s: %w", e.id, errdefs.ErrNotFound)
+	}
+	waitTimeout(&e.wg, 2*time.Second)
+	if e.console != nil {
+		_ = e.parent.cfg.Platform.ShutdownConsole(ctx, e.console)
+		e.console.Close()
+	}
+	if e.io != nil {
+		e.io.Close()
+	}
+	os.Remove(e.pidFile("pid"))
+	os.Remove(e.pidFile("ipid"))
+	e.mu.Lock()
+	e.status = Deleted
+	e.mu.Unlock()
+	return nil
+}
+
+// Resize changes the size of the process's terminal.
+func (e *Exec) Resize(ws console.WinSize) error {
+	if e.console == nil {
+		return nil
+	}
+	return e.console.Resize(ws)
+}
+
+// CloseIO closes the process's stdin.
+func (e *Exec) CloseIO() error {
+	if e.io != nil {
+		if in := e.io.io.Stdin(); in != nil {
+			return in.Close()
+		}
+	}
+	return nil
+}
