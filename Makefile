@@ -28,7 +28,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 containerd24:
-	@if ! $(CONTAINERD24) --version 2>/dev/null | grep -q ' v2.4.2 '; then \
+	@if ! $(CONTAINERD24) --version 2>/dev/null | grep -q ' 2\.4\.2'; then \
 		echo "building containerd v2.4.2 into $(CONTAINERD24_DIR)"; \
 		mkdir -p $(CONTAINERD24_DIR); \
 		GOBIN=$(CONTAINERD24_DIR) $(GO) install \

@@ -209,3 +209,32 @@ func TestNetNSPath(t *testing.T) {
 		})
 	}
 }
+
+func TestDropCapabilityAndSave(t *testing.T) {
+	dir := t.TempDir()
+	spec := &specs.Spec{Version: "1.0.2", Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding:  []string{"CAP_CHOWN", "CAP_PERFMON"},
+		Effective: []string{"CAP_PERFMON"},
+		Permitted: []string{"CAP_CHOWN"},
+	}}}
+	if !DropCapability(spec, "CAP_PERFMON") {
+		t.Fatal("CAP_PERFMON not reported dropped")
+	}
+	if DropCapability(spec, "CAP_PERFMON") {
+		t.Fatal("dropped twice")
+	}
+	if err := SaveSpec(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSpec(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.Process.Capabilities
+	if len(c.Bounding) != 1 || c.Bounding[0] != "CAP_CHOWN" || len(c.Effective) != 0 || len(c.Permitted) != 1 {
+		t.Fatalf("caps after drop: %+v", c)
+	}
+	if DropCapability(&specs.Spec{}, "CAP_X") {
+		t.Fatal("spec without process")
+	}
+}

@@ -52,3 +52,43 @@ func CgroupsPath(spec *specs.Spec) string {
 	}
 	return spec.Linux.CgroupsPath
 }
+
+// SaveSpec writes spec to <bundle>/config.json atomically.
+func SaveSpec(bundle string, spec *specs.Spec) error {
+	path := filepath.Join(bundle, ConfigFilename)
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encode OCI spec: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	return nil
+}
+
+// DropCapability removes the capability name from every set of the
+// process's capabilities and reports whether it was present.
+func DropCapability(spec *specs.Spec, name string) bool {
+	if spec == nil || spec.Process == nil || spec.Process.Capabilities == nil {
+		return false
+	}
+	c := spec.Process.Capabilities
+	dropped := false
+	for _, set := range []*[]string{&c.Bounding, &c.Effective, &c.Inheritable, &c.Permitted, &c.Ambient} {
+		out := (*set)[:0]
+		for _, v := range *set {
+			if v == name {
+				dropped = true
+				continue
+			}
+			out = append(out, v)
+		}
+		*set = out
+	}
+	return dropped
+}

@@ -148,7 +148,9 @@ func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
 
 // SetExited records the exit of the process.
 func (e *Exec) SetExited(status int) {
-	e.setExited(status)
+	if e.setExited(status) && e.console != nil {
+		_ = e.parent.cfg.Platform.ShutdownConsole(context.Background(), e.console)
+	}
 }
 
 // Kill signals the process inside the sandbox.
@@ -173,7 +175,6 @@ func (e *Exec) Delete(ctx context.Context) error {
 	}
 	waitTimeout(&e.wg, 2*time.Second)
 	if e.console != nil {
-		_ = e.parent.cfg.Platform.ShutdownConsole(ctx, e.console)
 		e.console.Close()
 	}
 	if e.io != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
@@ -30,6 +31,13 @@ type InitConfig struct {
 	Stdio    stdio.Stdio
 	// Rootfs is mounted at <bundle>/rootfs before runsc create.
 	Rootfs []mount.Mount
+	// Spec is the bundle's config.json; the shim rewrites it only to drop
+	// capabilities runsc does not know.
+	Spec *specs.Spec
+	// Subcontainer is set for a container that joins its pod's existing
+	// sandbox. Its pid file holds the sandbox's pid, so its exit comes from
+	// `runsc wait`, not from reaping.
+	Subcontainer bool
 }
 
 // Init is a container's init process: the container itself.
@@ -53,6 +61,9 @@ func (p *Init) ID() string { return p.cfg.ID }
 // Stdio is the process's stdio as containerd sent it.
 func (p *Init) Stdio() stdio.Stdio { return p.cfg.Stdio }
 
+// Subcontainer reports whether the container joined an existing sandbox.
+func (p *Init) Subcontainer() bool { return p.cfg.Subcontainer }
+
 // Runsc is the runsc wrapper of this container.
 func (p *Init) Runsc() *runsc.Runsc { return p.cfg.Runsc }
 
@@ -61,24 +72,38 @@ func (p *Init) rootfs() string { return filepath.Join(p.cfg.Bundle, "rootfs") }
 // Create mounts the rootfs, sets up stdio and runs `runsc create`. On failure
 // nothing is left behind.
 func (p *Init) Create(ctx context.Context) (retErr error) {
-	var cleanups []func()
-	defer func() {
-		if retErr != nil {
-			for i := len(cleanups) - 1; i >= 0; i-- {
-				cleanups[i]()
-			}
-		}
-	}()
 	if len(p.cfg.Rootfs) > 0 {
 		if err := os.MkdirAll(p.rootfs(), 0o711); err != nil {
 			return fmt.Errorf("create rootfs dir: %w", err)
 		}
-		cleanups = append(cleanups, func() { p.unmountRootfs(ctx) })
+		defer func() {
+			if retErr != nil {
+				p.unmountRootfs(ctx)
+			}
+		}()
 		if err := mount.All(p.cfg.Rootfs, p.rootfs()); err != nil {
 			return fmt.Errorf("mount rootfs: %w", err)
 		}
 	}
+	dropKnownUnknownCaps(ctx, p.cfg.Bundle, p.cfg.Spec)
+	for attempt := 0; ; attempt++ {
+		err := p.create(ctx)
+		if err == nil {
+			return nil
+		}
+		// runsc may have left a half-made sandbox behind.
+		if derr := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); derr != nil && !isNotExist(derr) {
+			log.G(ctx).WithError(derr).Warn("delete failed sandbox")
+		}
+		name := unknownCapability(err)
+		if name == "" || attempt >= maxCapRetries || !dropCap(ctx, p.cfg.Bundle, p.cfg.Spec, name) {
+			return err
+		}
+	}
+}
 
+// create runs `runsc create` with fresh stdio.
+func (p *Init) create(ctx context.Context) (retErr error) {
 	opts := &runsc.CreateOpts{PidFile: filepath.Join(p.cfg.Bundle, InitPidFile)}
 	var socket *runc.Socket
 	if p.cfg.Stdio.Terminal {
@@ -94,22 +119,18 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("set up stdio: %w", err)
 		}
-		cleanups = append(cleanups, func() { pio.Close() })
+		defer func() {
+			if retErr != nil {
+				pio.Close()
+				p.io = nil
+			}
+		}()
 		p.io = pio
 		opts.IO = pio.io
 	}
-
 	if err := p.cfg.Runsc.Create(ctx, p.cfg.ID, opts); err != nil {
-		// runsc may have left a half-made sandbox behind.
-		if derr := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); derr != nil && !isNotExist(derr) {
-			log.G(ctx).WithError(derr).Warn("delete failed sandbox")
-		}
 		return err
 	}
-	cleanups = append(cleanups, func() {
-		_ = p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true)
-	})
-
 	if socket != nil {
 		c, err := socket.ReceiveMaster()
 		if err != nil {
@@ -119,12 +140,9 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 			c.Close()
 			return fmt.Errorf("copy console: %w", err)
 		}
-	} else {
-		if err := p.io.start(ctx, &p.wg); err != nil {
-			return err
-		}
+	} else if err := p.io.start(ctx, &p.wg); err != nil {
+		return err
 	}
-
 	pid, err := runc.ReadPidFile(opts.PidFile)
 	if err != nil {
 		return fmt.Errorf("read pid file of runsc create: %w", err)
@@ -148,9 +166,12 @@ func (p *Init) Start(ctx context.Context) error {
 	return nil
 }
 
-// SetExited records the container's exit status.
+// SetExited records the container's exit status. The terminal is shut down
+// so that its copier drains what is left and ends.
 func (p *Init) SetExited(status int) {
-	p.setExited(status)
+	if p.setExited(status) && p.console != nil {
+		_ = p.cfg.Platform.ShutdownConsole(context.Background(), p.console)
+	}
 }
 
 // Kill signals the container (all of its processes with all).
@@ -200,9 +221,6 @@ func (p *Init) Delete(ctx context.Context) error {
 	}
 	waitTimeout(&p.wg, 2*time.Second)
 	if p.console != nil {
-		if err := p.cfg.Platform.ShutdownConsole(ctx, p.console); err != nil {
-			log.G(ctx).WithError(err).Debug("shut down console")
-		}
 		p.console.Close()
 	}
 	if p.io != nil {

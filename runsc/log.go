@@ -37,8 +37,11 @@ func LastError(path string, off int64) string {
 	return lastErrorIn(data)
 }
 
+// lastErrorIn returns the last error message in data. runsc often ends with a
+// generic error ("cannot create sandbox: ... EOF") after the sandbox logged
+// the cause: an earlier, different error is kept as the cause.
 func lastErrorIn(data []byte) string {
-	var msg string
+	var first, msg string
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] != '{' {
@@ -51,9 +54,15 @@ func lastErrorIn(data []byte) string {
 		switch strings.ToLower(e.Level) {
 		case "error", "fatal", "panic":
 			if m := strings.TrimSpace(e.Msg); m != "" {
+				if first == "" {
+					first = m
+				}
 				msg = m
 			}
 		}
+	}
+	if first != "" && !strings.Contains(msg, first) {
+		return msg + " (cause: " + first + ")"
 	}
 	return msg
 }

@@ -43,11 +43,20 @@ func TestLastErrorIn(t *testing.T) {
 not json at all
 {"msg":"unknown platform: bogus","level":"error","time":"x"}
 {"msg":"exiting","level":"debug","time":"x"}`
-	if got := lastErrorIn([]byte(data)); got != "unknown platform: bogus" {
+	if got := lastErrorIn([]byte(data)); got != "unknown platform: bogus (cause: first failure)" {
 		t.Fatalf("got %q", got)
 	}
 	if got := lastErrorIn([]byte(`{"msg":"fine","level":"info"}`)); got != "" {
 		t.Fatalf("no error expected, got %q", got)
+	}
+}
+
+func TestLastErrorKeepsTheCause(t *testing.T) {
+	data := `{"msg":"creating loader: converting capabilities: unknown capability \"CAP_PERFMON\"","level":"error"}
+{"msg":"creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF","level":"error"}`
+	got := lastErrorIn([]byte(data))
+	if !strings.HasPrefix(got, "creating container: cannot create sandbox") || !strings.Contains(got, `unknown capability "CAP_PERFMON"`) {
+		t.Fatalf("got %q", got)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
@@ -59,6 +60,11 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 	if err := writeSettings(r.Bundle, rs); err != nil {
 		return nil, err
 	}
+	spec, err := oci.LoadSpec(r.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	sandboxID := oci.SandboxID(spec)
 	init := proc.NewInit(proc.InitConfig{
 		ID:       r.ID,
 		Bundle:   r.Bundle,
@@ -70,7 +76,9 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 			Stderr:   r.Stderr,
 			Terminal: r.Terminal,
 		},
-		Rootfs: mount.FromProto(r.Rootfs),
+		Rootfs:       mount.FromProto(r.Rootfs),
+		Spec:         spec,
+		Subcontainer: oci.Kind(spec) == oci.Container && sandboxID != "" && sandboxID != r.ID,
 	})
 	if err := init.Create(ctx); err != nil {
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -310,9 +309,13 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		settings.Command = runsc.DefaultCommand
 		settings.Root = (&Config{}).RunscRoot(ns)
 	}
-	r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags}
-	if err := r.Delete(ctx, id, true); err != nil && !strings.Contains(err.Error(), "does not exist") {
-		log.G(ctx).WithError(err).Warn("runsc delete")
+	// Only when runsc still has state for the container (a lost shim): after
+	// a normal Delete this costs nothing.
+	if matches, _ := filepath.Glob(filepath.Join(settings.Root, "*_sandbox:"+id+".state")); len(matches) > 0 {
+		r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags}
+		if err := r.Delete(ctx, id, true); err != nil {
+			log.G(ctx).WithError(err).Warn("runsc delete")
+		}
 	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -198,10 +199,14 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		early  runc.Exit
 		exited bool
 	)
-	if err == nil {
-		early, exited = s.endCreate(c, c.init)
-	} else {
+	switch {
+	case err != nil:
 		s.endCreate(nil, nil)
+	case c.init.Subcontainer():
+		// Its pid is the sandbox's: its exit comes from runsc wait.
+		s.endCreate(nil, nil)
+	default:
+		early, exited = s.endCreate(c, c.init)
 	}
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
@@ -247,7 +252,22 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		ContainerID: r.ID,
 		Pid:         uint32(p.Pid()),
 	})
+	if c.init.Subcontainer() {
+		go s.waitSubcontainer(c)
+	}
 	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+// waitSubcontainer turns `runsc wait` on a container that joined its pod's
+// sandbox into its exit. If the sandbox itself is gone, runsc cannot tell
+// the status: the container was killed with it.
+func (s *service) waitSubcontainer(c *container) {
+	status, err := c.runsc.Wait(context.WithoutCancel(s.ctx), c.id)
+	if err != nil {
+		log.G(s.ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed: reporting the container as killed")
+		status = 128 + int(syscall.SIGKILL)
+	}
+	s.handleExit(c, c.init, status)
 }
 
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {

@@ -5,6 +5,14 @@
 // Every function that does real work returns an error and takes a Logf, so
 // the demo can use it without a *testing.T; the ...T variants in testing.go
 // wrap them for tests, register cleanups and print the daemon log on failure.
+//
+// Environment:
+//
+//	CI=true              a missing prerequisite (root, a binary) fails instead of skipping
+//	CONTAINERD24         path of the containerd 2.4 binary (default /var/cache/runsc-shim-ci/bin/containerd);
+//	                     ctr and containerd-shim-runc-v2 are taken from the same directory
+//	HARNESS_KEEP=1       keep each daemon's temp dir (config, log, state) after Stop
+//	HARNESS_RUNSC_DEBUG=1 runsc.toml turns on runsc debug logs into <dir>/runsc-logs/
 package harness
 
 import (
