@@ -92,3 +92,13 @@ func DropCapability(spec *specs.Spec, name string) bool {
 	}
 	return dropped
 }
+
+// MemoryLimit returns linux.resources.memory.limit in bytes, 0 if unset or
+// unlimited.
+func MemoryLimit(spec *specs.Spec) uint64 {
+	if spec == nil || spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil ||
+		spec.Linux.Resources.Memory.Limit == nil || *spec.Linux.Resources.Memory.Limit <= 0 {
+		return 0
+	}
+	return uint64(*spec.Linux.Resources.Memory.Limit)
+}

@@ -44,6 +44,14 @@ type container struct {
 
 	mu    sync.Mutex
 	execs map[string]proc.Process
+	// memLimit is the container's memory limit in bytes (0: none).
+	memLimit uint64
+}
+
+func (c *container) memoryLimit() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.memLimit
 }
 
 func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *taskAPI.CreateTaskRequest) (*container, error) {
@@ -84,11 +92,12 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		return nil, err
 	}
 	return &container{
-		id:     r.ID,
-		bundle: r.Bundle,
-		runsc:  rs,
-		init:   init,
-		execs:  make(map[string]proc.Process),
+		id:       r.ID,
+		bundle:   r.Bundle,
+		runsc:    rs,
+		init:     init,
+		execs:    make(map[string]proc.Process),
+		memLimit: oci.MemoryLimit(spec),
 	}, nil
 }
 

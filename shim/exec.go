@@ -128,7 +128,3 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
 	return nil, errToTTRPC(fmt.Errorf("update: %w", errdefs.ErrNotImplemented))
 }
-
-func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	return nil, errToTTRPC(fmt.Errorf("stats: %w", errdefs.ErrNotImplemented))
-}

@@ -1,0 +1,117 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/cgroups/v3"
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+// unifiedCgroups reports whether the host runs cgroup v2 only; containerd
+// decodes Stats as the metrics type of the host's cgroup mode.
+var unifiedCgroups = cgroups.Mode() == cgroups.Unified
+
+func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	st, err := c.runsc.Stats(ctx, c.id)
+	if err != nil {
+		return nil, errToTTRPC(fmt.Errorf("stats of %q: %w", r.ID, err))
+	}
+	limit := c.memoryLimit()
+	var m any
+	if unifiedCgroups {
+		m = metricsV2(st, limit)
+	} else {
+		m = metricsV1(st, limit)
+	}
+	data, err := typeurl.MarshalAnyToProto(m)
+	if err != nil {
+		return nil, errToTTRPC(fmt.Errorf("encode stats: %w", err))
+	}
+	return &taskAPI.StatsResponse{Stats: data}, nil
+}
+
+// effectiveLimit is the memory limit the container sees: its own, else the
+// host's memory.
+func effectiveLimit(st *runsc.Stats, limit uint64) uint64 {
+	if limit == 0 {
+		limit = st.Memory.Usage.Limit
+	}
+	if limit == 0 {
+		var info unix.Sysinfo_t
+		if unix.Sysinfo(&info) == nil {
+			limit = uint64(info.Totalram) * uint64(info.Unit)
+		}
+	}
+	return limit
+}
+
+// inactiveFile is the reclaimable file cache: usage minus it is the working set.
+func inactiveFile(st *runsc.Stats) uint64 {
+	if v, ok := st.Memory.Raw["inactive_file"]; ok {
+		return v
+	}
+	if v, ok := st.Memory.Raw["total_inactive_file"]; ok {
+		return v
+	}
+	return 0
+}
+
+// metricsV1 converts runsc's stats to containerd's cgroup v1 metrics.
+func metricsV1(st *runsc.Stats, limit uint64) *v1.Metrics {
+	limit = effectiveLimit(st, limit)
+	return &v1.Metrics{
+		CPU: &v1.CPUStat{Usage: &v1.CPUUsage{
+			Total:  st.CPU.Usage.Total,
+			Kernel: st.CPU.Usage.Kernel,
+			User:   st.CPU.Usage.User,
+			PerCPU: st.CPU.Usage.PerCPU,
+		}},
+		Memory: &v1.MemoryStat{
+			Cache:             st.Memory.Cache,
+			TotalCache:        st.Memory.Cache,
+			TotalInactiveFile: inactiveFile(st),
+			InactiveFile:      inactiveFile(st),
+			Usage: &v1.MemoryEntry{
+				Usage:   st.Memory.Usage.Usage,
+				Limit:   limit,
+				Max:     st.Memory.Usage.Max,
+				Failcnt: st.Memory.Usage.Failcnt,
+			},
+			Swap: &v1.MemoryEntry{Usage: st.Memory.Swap.Usage, Limit: st.Memory.Swap.Limit},
+		},
+		Pids: &v1.PidsStat{Current: st.Pids.Current, Limit: st.Pids.Limit},
+	}
+}
+
+// metricsV2 converts runsc's stats to containerd's cgroup v2 metrics.
+func metricsV2(st *runsc.Stats, limit uint64) *v2.Metrics {
+	limit = effectiveLimit(st, limit)
+	return &v2.Metrics{
+		CPU: &v2.CPUStat{
+			UsageUsec:  st.CPU.Usage.Total / 1000,
+			UserUsec:   st.CPU.Usage.User / 1000,
+			SystemUsec: st.CPU.Usage.Kernel / 1000,
+		},
+		Memory: &v2.MemoryStat{
+			Usage:        st.Memory.Usage.Usage,
+			UsageLimit:   limit,
+			MaxUsage:     st.Memory.Usage.Max,
+			File:         st.Memory.Cache,
+			InactiveFile: inactiveFile(st),
+			SwapUsage:    st.Memory.Swap.Usage,
+			SwapLimit:    st.Memory.Swap.Limit,
+		},
+		Pids: &v2.PidsStat{Current: st.Pids.Current, Limit: st.Pids.Limit},
+	}
+}
