@@ -1,6 +1,8 @@
 package oci
 
 import (
+	"strconv"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -103,4 +105,51 @@ func GroupID(annotations map[string]string, id string) string {
 		return s
 	}
 	return id
+}
+
+// Pod-level resources containerd's CRI sets on the sandbox container's spec
+// (from the pod's resources, when kubelet sends them).
+const (
+	SandboxCPUPeriodAnnotation = "io.kubernetes.cri.sandbox-cpu-period"
+	SandboxCPUQuotaAnnotation  = "io.kubernetes.cri.sandbox-cpu-quota"
+	SandboxCPUSharesAnnotation = "io.kubernetes.cri.sandbox-cpu-shares"
+	SandboxMemoryAnnotation    = "io.kubernetes.cri.sandbox-memory"
+)
+
+// SandboxResources returns the pod-level limits from the sandbox annotations,
+// or nil if there are none (containerd 1.6 never sets them; 0 means unset).
+func SandboxResources(spec *specs.Spec) *specs.LinuxResources {
+	if spec == nil {
+		return nil
+	}
+	num := func(key string) int64 {
+		v, err := strconv.ParseInt(spec.Annotations[key], 10, 64)
+		if err != nil || v <= 0 {
+			return 0
+		}
+		return v
+	}
+	mem, quota, period, shares := num(SandboxMemoryAnnotation), num(SandboxCPUQuotaAnnotation), num(SandboxCPUPeriodAnnotation), num(SandboxCPUSharesAnnotation)
+	if mem == 0 && quota == 0 && shares == 0 {
+		return nil
+	}
+	r := &specs.LinuxResources{}
+	if mem > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &mem}
+	}
+	if quota > 0 || shares > 0 {
+		r.CPU = &specs.LinuxCPU{}
+		if quota > 0 {
+			r.CPU.Quota = &quota
+			if period > 0 {
+				p := uint64(period)
+				r.CPU.Period = &p
+			}
+		}
+		if shares > 0 {
+			s := uint64(shares)
+			r.CPU.Shares = &s
+		}
+	}
+	return r
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
@@ -42,10 +43,20 @@ type container struct {
 	// lifecycle orders a process's /tasks/start before its /tasks/exit.
 	lifecycle sync.Mutex
 
+	sandboxID string
+	spec      *specs.Spec
+	// pod is the sandbox's cgroup sizing and OOM counter (nil when the
+	// sandbox has no cgroup of its own); oomBase is its OOM count when the
+	// container joined.
+	pod     *pod
+	oomBase uint64
+
 	mu    sync.Mutex
 	execs map[string]proc.Process
-	// memLimit is the container's memory limit in bytes (0: none).
-	memLimit uint64
+	// resources are the container's own limits; memLimit the memory one in
+	// bytes (0: none).
+	resources *specs.LinuxResources
+	memLimit  uint64
 }
 
 func (c *container) memoryLimit() uint64 {
@@ -54,6 +65,8 @@ func (c *container) memoryLimit() uint64 {
 	return c.memLimit
 }
 
+// newContainer prepares a container from a Create request; init.Create
+// runs runsc.
 func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *taskAPI.CreateTaskRequest) (*container, error) {
 	cfg, cfgPath, err := ConfigFromOptions(r.Options)
 	if err != nil {
@@ -88,16 +101,20 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		Spec:         spec,
 		Subcontainer: oci.Kind(spec) == oci.Container && sandboxID != "" && sandboxID != r.ID,
 	})
-	if err := init.Create(ctx); err != nil {
-		return nil, err
+	var res *specs.LinuxResources
+	if spec.Linux != nil {
+		res = spec.Linux.Resources
 	}
 	return &container{
-		id:       r.ID,
-		bundle:   r.Bundle,
-		runsc:    rs,
-		init:     init,
-		execs:    make(map[string]proc.Process),
-		memLimit: oci.MemoryLimit(spec),
+		id:        r.ID,
+		bundle:    r.Bundle,
+		runsc:     rs,
+		init:      init,
+		execs:     make(map[string]proc.Process),
+		sandboxID: sandboxID,
+		spec:      spec,
+		resources: res,
+		memLimit:  oci.MemoryLimit(spec),
 	}, nil
 }
 

@@ -124,7 +124,3 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	}
 	return resp, nil
 }
-
-func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, errToTTRPC(fmt.Errorf("update: %w", errdefs.ErrNotImplemented))
-}

@@ -46,6 +46,8 @@ type service struct {
 	// not yet in running; creating counts those creations.
 	early    map[int]runc.Exit
 	creating int
+	// pods are the sandboxes this shim started, by sandbox (root container) id.
+	pods map[string]*pod
 }
 
 // NewTaskService returns the task service and starts its exit and event loops.
@@ -62,6 +64,7 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		containers: make(map[string]*container),
 		running:    make(map[int]runningProc),
 		early:      make(map[int]runc.Exit),
+		pods:       make(map[string]*pod),
 	}
 	runc.Monitor = reaper.Default
 	go s.processExits(reaper.Default.Subscribe())
@@ -168,6 +171,11 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
 	p.SetExited(status)
+	if p == proc.Process(c.init) && c.pod != nil && c.pod.oomKills() > c.oomBase {
+		// The host killed the sandbox for memory: containerd (and CRI's
+		// OOMKilled reason) must see the OOM before the exit.
+		s.events.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.id})
+	}
 	if p == proc.Process(c.init) {
 		if err := runcshim.WriteExitStatus(c.bundle, runc.Exit{Pid: p.Pid(), Status: status, Timestamp: p.ExitedAt()}); err != nil {
 			log.G(s.ctx).WithError(err).Warn("record exit status in bundle")
@@ -193,24 +201,33 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if exists {
 		return nil, errToTTRPC(fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists))
 	}
-	s.beginCreate()
 	c, err := newContainer(ctx, s.platform, ns, r)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
+		return nil, errToTTRPC(err)
+	}
+	if err := s.joinPod(c); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
+	}
+	s.beginCreate()
+	err = c.init.Create(ctx)
 	var (
 		early  runc.Exit
 		exited bool
 	)
-	switch {
-	case err != nil:
+	if err != nil || c.init.Subcontainer() {
+		// A subcontainer's pid is the sandbox's: its exit comes from runsc wait.
 		s.endCreate(nil, nil)
-	case c.init.Subcontainer():
-		// Its pid is the sandbox's: its exit comes from runsc wait.
-		s.endCreate(nil, nil)
-	default:
+	} else {
 		early, exited = s.endCreate(c, c.init)
 	}
 	if err != nil {
+		s.leavePod(c)
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
 		return nil, errToTTRPC(err)
+	}
+	if !c.init.Subcontainer() {
+		s.newPod(ctx, c)
 	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
@@ -281,9 +298,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if err := c.delete(ctx); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
 	}
+	s.leavePod(c)
 	s.mu.Lock()
 	delete(s.containers, r.ID)
-	delete(s.running, p.Pid())
+	if !c.init.Subcontainer() {
+		delete(s.running, p.Pid())
+	}
 	s.mu.Unlock()
 	s.events.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: r.ID,

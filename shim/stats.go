@@ -8,8 +8,11 @@ import (
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
@@ -114,4 +117,50 @@ func metricsV2(st *runsc.Stats, limit uint64) *v2.Metrics {
 		},
 		Pids: &v2.PidsStat{Current: st.Pids.Current, Limit: st.Pids.Limit},
 	}
+}
+
+// Update applies new CPU and memory limits. The host kernel enforces them on
+// the sandbox's cgroup: a standalone container's directly, a pod container's
+// by resizing the pod's sandbox (the runsc release this shim targets has no
+// `runsc update`).
+func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if r.Resources == nil {
+		return nil, errToTTRPC(fmt.Errorf("update %q: no resources given: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
+	v, err := typeurl.UnmarshalAny(r.Resources)
+	if err != nil {
+		return nil, errToTTRPC(fmt.Errorf("update %q: decode resources: %v: %w", r.ID, err, errdefs.ErrInvalidArgument))
+	}
+	res, ok := v.(*specs.LinuxResources)
+	if !ok {
+		return nil, errToTTRPC(fmt.Errorf("update %q: resources are a %T, not Linux resources: %w", r.ID, v, errdefs.ErrInvalidArgument))
+	}
+	if err := validateResources(res); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("update %q: %w", r.ID, err))
+	}
+	if c.pod == nil {
+		return nil, errToTTRPC(fmt.Errorf("update %q: its sandbox has no cgroup of its own (no linux.cgroupsPath in the spec): %w", r.ID, errdefs.ErrFailedPrecondition))
+	}
+	if c.init.Subcontainer() {
+		err = c.pod.setContainer(c.id, res)
+	} else {
+		err = c.pod.update(res)
+	}
+	if err != nil {
+		return nil, errToTTRPC(fmt.Errorf("update %q: %w", r.ID, err))
+	}
+	c.mu.Lock()
+	c.resources = res
+	if res.Memory != nil && res.Memory.Limit != nil {
+		c.memLimit = 0
+		if *res.Memory.Limit > 0 {
+			c.memLimit = uint64(*res.Memory.Limit)
+		}
+	}
+	c.mu.Unlock()
+	return empty, nil
 }

@@ -1,0 +1,325 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+)
+
+// sandboxOverhead is added to the sum of a pod's container memory limits when
+// the sandbox's cgroup is sized from them: the Sentry and gofer themselves
+// live in that cgroup.
+const sandboxOverhead = 64 << 20
+
+// hostCgroup is the host cgroup the sandbox process runs in, where the host
+// kernel enforces the pod's limits.
+type hostCgroup interface {
+	update(*specs.LinuxResources) error
+}
+
+type cgroupV1 struct{ cg cgroup1.Cgroup }
+
+func (c cgroupV1) update(r *specs.LinuxResources) error { return c.cg.Update(r) }
+
+type cgroupV2 struct{ m *cgroup2.Manager }
+
+func (c cgroupV2) update(r *specs.LinuxResources) error { return c.m.Update(cgroup2.ToResources(r)) }
+
+// loadHostCgroup loads the cgroup of the sandbox process pid, in the host's
+// cgroup mode.
+func loadHostCgroup(pid int) (hostCgroup, error) {
+	if unifiedCgroups {
+		path, err := cgroup2.PidGroupPath(pid)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup of sandbox pid %d: %w", pid, err)
+		}
+		m, err := cgroup2.Load(path)
+		if err != nil {
+			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+		}
+		return cgroupV2{m}, nil
+	}
+	cg, err := cgroup1.Load(cgroup1.PidPath(pid))
+	if err != nil {
+		return nil, fmt.Errorf("load cgroups of sandbox pid %d: %w", pid, err)
+	}
+	return cgroupV1{cg}, nil
+}
+
+// oomCounterFile returns the file where the kernel counts OOM kills in the
+// memory cgroup of pid: memory.oom_control (v1) or memory.events (v2).
+func oomCounterFile(pid int) (string, error) {
+	if unifiedCgroups {
+		path, err := cgroup2.PidGroupPath(pid)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join("/sys/fs/cgroup", path, "memory.events"), nil
+	}
+	path, err := cgroup1.PidPath(pid)(cgroup1.Memory)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join("/sys/fs/cgroup/memory", path, "memory.oom_control"), nil
+}
+
+// readOOMKills reads the "oom_kill N" counter of an OOM counter file.
+func readOOMKills(file string) (uint64, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, nil
+}
+
+// pod is the sandbox shared by a pod's containers (or the sandbox of one
+// standalone container): its host cgroup, sized to the pod, and the counter
+// of the OOM kills in it.
+type pod struct {
+	mu  sync.Mutex
+	pid int
+	// oomFile counts the host OOM kills in the sandbox's memory cgroup.
+	oomFile string
+	cg      hostCgroup // loaded when first needed
+	// fixed: the sandbox's limits come from its own spec or the pod-level
+	// CRI annotations, not from its containers.
+	fixed bool
+	// containers are the resources of the containers that joined the sandbox.
+	containers map[string]*specs.LinuxResources
+	applied    *specs.LinuxResources
+}
+
+// newPod prepares the pod of a sandbox whose process is pid. The sandbox's
+// limits are the pod-level CRI annotations when containerd sets them.
+func newPod(pid int, spec *specs.Spec) (*pod, error) {
+	oomFile, err := oomCounterFile(pid)
+	if err != nil {
+		return nil, fmt.Errorf("find the memory cgroup of sandbox pid %d: %w", pid, err)
+	}
+	p := &pod{pid: pid, oomFile: oomFile, containers: make(map[string]*specs.LinuxResources)}
+	if oci.MemoryLimit(spec) > 0 {
+		// A standalone container: runsc applied its limits to the cgroup.
+		p.fixed = true
+	}
+	if r := oci.SandboxResources(spec); r != nil {
+		p.fixed = true
+		if err := p.apply(r); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// oomKills is the number of OOM kills in the sandbox's cgroup so far.
+func (p *pod) oomKills() uint64 {
+	n, _ := readOOMKills(p.oomFile)
+	return n
+}
+
+// update applies r to the sandbox's cgroup directly (a standalone container).
+func (p *pod) update(r *specs.LinuxResources) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.apply(r)
+}
+
+func (p *pod) apply(r *specs.LinuxResources) error {
+	if p.cg == nil {
+		cg, err := loadHostCgroup(p.pid)
+		if err != nil {
+			return err
+		}
+		p.cg = cg
+	}
+	if err := p.cg.update(r); err != nil {
+		return fmt.Errorf("apply resources to the sandbox cgroup: %w", err)
+	}
+	p.applied = r
+	return nil
+}
+
+// setContainer records a joined container's resources (nil: it left) and
+// resizes the sandbox's cgroup to the pod: the sum of its containers' limits
+// plus the sandbox's own overhead, or no limit if any container has none.
+func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r == nil {
+		delete(p.containers, id)
+	} else {
+		p.containers[id] = r
+	}
+	if p.fixed {
+		return nil
+	}
+	want := podResources(p.containers)
+	if resourcesEqual(want, p.applied) {
+		return nil
+	}
+	return p.apply(want)
+}
+
+// podResources sums container limits into the sandbox's.
+func podResources(containers map[string]*specs.LinuxResources) *specs.LinuxResources {
+	var (
+		mem      int64 = sandboxOverhead
+		memLimit       = len(containers) > 0
+		quota    int64
+		cpuLimit = len(containers) > 0
+		shares   uint64
+	)
+	for _, r := range containers {
+		if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+			mem += *r.Memory.Limit
+		} else {
+			memLimit = false
+		}
+		if r.CPU != nil && r.CPU.Quota != nil && *r.CPU.Quota > 0 {
+			period := uint64(100000)
+			if r.CPU.Period != nil && *r.CPU.Period > 0 {
+				period = *r.CPU.Period
+			}
+			quota += *r.CPU.Quota * 100000 / int64(period)
+		} else {
+			cpuLimit = false
+		}
+		if r.CPU != nil && r.CPU.Shares != nil {
+			shares += *r.CPU.Shares
+		}
+	}
+	out := &specs.LinuxResources{Memory: &specs.LinuxMemory{}, CPU: &specs.LinuxCPU{}}
+	noLimit := int64(-1)
+	if memLimit {
+		out.Memory.Limit = &mem
+	} else {
+		out.Memory.Limit = &noLimit
+	}
+	period := uint64(100000)
+	out.CPU.Period = &period
+	if cpuLimit {
+		out.CPU.Quota = &quota
+	} else {
+		out.CPU.Quota = &noLimit
+	}
+	if shares > 0 {
+		out.CPU.Shares = &shares
+	}
+	return out
+}
+
+func resourcesEqual(a, b *specs.LinuxResources) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return ptrEq(a.Memory.Limit, b.Memory.Limit) && ptrEq(a.CPU.Quota, b.CPU.Quota) && ptrEq(a.CPU.Shares, b.CPU.Shares)
+}
+
+func ptrEq[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// validateResources rejects resources no cgroup would take, naming the field.
+func validateResources(r *specs.LinuxResources) error {
+	if r == nil {
+		return fmt.Errorf("no resources given: %w", errdefs.ErrInvalidArgument)
+	}
+	var errs []error
+	if m := r.Memory; m != nil {
+		if m.Limit != nil && *m.Limit != -1 && *m.Limit < 4<<20 {
+			errs = append(errs, fmt.Errorf("memory limit %d: must be -1 (unlimited) or at least 4 MiB", *m.Limit))
+		}
+		if m.Swap != nil && *m.Swap < -1 {
+			errs = append(errs, fmt.Errorf("memory swap %d: must be -1 or positive", *m.Swap))
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Quota != nil && *c.Quota != -1 && *c.Quota < 1000 {
+			errs = append(errs, fmt.Errorf("cpu quota %d: must be -1 (unlimited) or at least 1000us", *c.Quota))
+		}
+		if c.Period != nil && *c.Period != 0 && (*c.Period < 1000 || *c.Period > 1000000) {
+			errs = append(errs, fmt.Errorf("cpu period %d: must be between 1000 and 1000000us", *c.Period))
+		}
+		if c.Shares != nil && *c.Shares > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("cpu shares %s: too large", strconv.FormatUint(*c.Shares, 10)))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid resources: %w: %w", errors.Join(errs...), errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// newPod sets up the sandbox cgroup of a container that started a sandbox.
+// Without a cgroup of its own (no cgroupsPath) the sandbox shares the shim's:
+// nothing is sized or watched. Failures are warnings.
+func (s *service) newPod(ctx context.Context, c *container) {
+	if oci.CgroupsPath(c.spec) == "" {
+		return
+	}
+	p, err := newPod(c.init.Pid(), c.spec)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
+		return
+	}
+	c.pod, c.oomBase = p, p.oomKills()
+	s.mu.Lock()
+	s.pods[c.id] = p
+	s.mu.Unlock()
+}
+
+// joinPod sizes the pod's sandbox cgroup for a container joining it, before
+// runsc create.
+func (s *service) joinPod(c *container) error {
+	if !c.init.Subcontainer() {
+		return nil
+	}
+	s.mu.Lock()
+	p := s.pods[c.sandboxID]
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := p.setContainer(c.id, c.resources); err != nil {
+		return err
+	}
+	c.pod, c.oomBase = p, p.oomKills()
+	return nil
+}
+
+// leavePod resizes the pod without c, or forgets the sandbox c started.
+func (s *service) leavePod(c *container) {
+	if c.pod == nil {
+		return
+	}
+	if c.init.Subcontainer() {
+		if err := c.pod.setContainer(c.id, nil); err != nil {
+			log.G(s.ctx).WithError(err).WithField("id", c.id).Warn("resize sandbox cgroup")
+		}
+		return
+	}
+	s.mu.Lock()
+	delete(s.pods, c.id)
+	s.mu.Unlock()
+}
