@@ -26,6 +26,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
@@ -330,10 +333,25 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	return shim.StopStatus{Pid: pid, ExitStatus: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
 }
 
-// Info answers `-info`: the runtime's name and version.
+// Info answers `-info`: the runtime's name, version and OCI features. Stats
+// and resource limits work with cgroup v1 and v2 hosts alike (the shim reads
+// the host's mode itself); the systemd cgroup driver is not supported.
 func (manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	yes, no := true, false
+	f := &features.Features{
+		OCIVersionMin: "1.0.0",
+		OCIVersionMax: specs.Version,
+		Linux: &features.Linux{
+			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no},
+		},
+	}
+	fa, err := typeurl.MarshalAnyToProto(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode features: %w", err)
+	}
 	return &types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: Version},
+		Name:     RuntimeName,
+		Version:  &types.RuntimeVersion{Version: Version},
+		Features: fa,
 	}, nil
 }
