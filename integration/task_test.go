@@ -660,6 +660,7 @@ func TestTask(t *testing.T) {
 			evctx, evcancel := context.WithCancel(ctx)
 			defer evcancel()
 			evs := subscribeTasks(evctx, t, d.Client)
+			publishErrors := len(d.LogGrep(`msg="publish event"`))
 
 			res, err := execRun(ctx, sleeper.container, sleeper.task, "events", nil, "sh", "-c", "exit 7")
 			if err != nil {
@@ -687,39 +688,48 @@ func TestTask(t *testing.T) {
 				t.Errorf("events of the exec: %v, want %v; all events:\n%s", got, want, eventList(evs.of(sleeper.id)))
 			}
 
-			// A short-lived container: create, start, exit, delete, in order, once each.
-			id := e.id("events")
-			harness.LogOnFailure(t, d, id)
-			rres, err := d.Run(ctx, harness.RunOptions{
-				ID: id, Image: e.img, Runtime: harness.RuntimeName, RuntimeOptions: e.opts,
-				Args: []string{"sh", "-c", "exit 4"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rres.ExitStatus != 4 {
-				t.Errorf("exit status %d, want 4", rres.ExitStatus)
-			}
-			if _, ok := evs.waitFor(ctx, 10*time.Second, func(ev taskEvent) bool {
-				return ev.topic == "/tasks/delete" && ev.container == id
-			}); !ok {
-				t.Errorf("no /tasks/delete event for %s within 10s", id)
-			}
-			got = got[:0]
-			for _, ev := range evs.of(id) {
-				got = append(got, ev.topic)
-				if (ev.topic == "/tasks/exit" || ev.topic == "/tasks/delete") && ev.exitStatus != 4 {
-					t.Errorf("%s carries exit status %d, want 4", ev.topic, ev.exitStatus)
+			// Short-lived containers: create, start, exit, delete, in order,
+			// once each. Several, because the delivery of the last event races
+			// the shim's shutdown.
+			for i := range 5 {
+				id := e.id(fmt.Sprintf("events%d", i))
+				harness.LogOnFailure(t, d, id)
+				rres, err := d.Run(ctx, harness.RunOptions{
+					ID: id, Image: e.img, Runtime: harness.RuntimeName, RuntimeOptions: e.opts,
+					Args: []string{"sh", "-c", "exit 4"},
+				})
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			want = []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
-			if strings.Join(got, " ") != strings.Join(want, " ") {
-				t.Errorf("events of a short-lived container: %v, want %v; all:\n%s", got, want, eventList(evs.of(id)))
+				if rres.ExitStatus != 4 {
+					t.Errorf("%s: exit status %d, want 4", id, rres.ExitStatus)
+				}
+				if _, ok := evs.waitFor(ctx, 10*time.Second, func(ev taskEvent) bool {
+					return ev.topic == "/tasks/delete" && ev.container == id
+				}); !ok {
+					t.Errorf("no /tasks/delete event for %s within 10s", id)
+				}
+				got = got[:0]
+				for _, ev := range evs.of(id) {
+					got = append(got, ev.topic)
+					if (ev.topic == "/tasks/exit" || ev.topic == "/tasks/delete") && ev.exitStatus != 4 {
+						t.Errorf("%s: %s carries exit status %d, want 4", id, ev.topic, ev.exitStatus)
+					}
+				}
+				want = []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
+				if strings.Join(got, " ") != strings.Join(want, " ") {
+					t.Errorf("events of short-lived %s: %v, want %v; all:\n%s", id, got, want, eventList(evs.of(id)))
+				}
+				harness.AssertNoLeftovers(t, d, id, e.cfg.Root, rres.ShimAddress)
 			}
 			if err := evs.errors(); err != nil {
 				t.Errorf("event subscription: %v", err)
 			}
-			harness.AssertNoLeftovers(t, d, id, e.cfg.Root, rres.ShimAddress)
+			// containerd was up all along: no shim may have failed to publish.
+			// (The shim logs through containerd's log.)
+			if failed := d.LogGrep(`msg="publish event"`)[publishErrors:]; len(failed) > 0 {
+				t.Errorf("shims failed to publish events to a running containerd:\n%s", strings.Join(failed, "\n"))
+			}
 		})
 
 		t.Run("pause-resume", func(t *testing.T) {
@@ -817,6 +827,12 @@ func TestTask(t *testing.T) {
 				t.Fatalf("restart containerd: %v", err)
 			}
 			ctx = d.Context(ctx)
+			// The image handle belongs to the old client: later subtests need the new one.
+			img, err := d.Client.GetImage(ctx, harness.BusyboxRef)
+			if err != nil {
+				t.Fatalf("GetImage after restart: %v", err)
+			}
+			e.img = img
 
 			list, err := d.Client.TaskService().List(ctx, nil)
 			if err != nil {
@@ -939,8 +955,12 @@ func TestTask(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Errorf("Wait of %s did not return within 30s of killing its shim", id)
 			}
-			if len(d.LogGrep("cleaning up after shim disconnected")) == 0 && len(d.LogGrep("cleanup after shim")) == 0 {
-				t.Logf("note: no containerd log line about cleaning up after the shim")
+			cleanedUp := false
+			for _, l := range d.LogGrep("cleaning up after shim disconnected") {
+				cleanedUp = cleanedUp || strings.Contains(l, "id="+id)
+			}
+			if !cleanedUp {
+				t.Errorf("containerd did not log cleaning up after the shim of %s", id)
 			}
 			// The task is gone (containerd deleted it) or deletable.
 			if st, err := lt.task.Delete(ctx); err == nil {

@@ -4,19 +4,25 @@ import (
 	"context"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 )
 
 // eventQueue publishes events to containerd one at a time, in the order they
 // were queued. The publisher retries failed sends; a send that still fails is
-// logged, never fatal.
+// logged, never fatal. Events are sent with a context that outlives the
+// shim's shutdown, and shutdown waits for the queue to drain: the last
+// /tasks/delete must reach containerd.
 type eventQueue struct {
 	ctx       context.Context
-	publisher events.Publisher
+	publisher shim.Publisher
 	ch        chan queuedEvent
+	done      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -25,8 +31,14 @@ type queuedEvent struct {
 	event events.Event
 }
 
-func newEventQueue(ctx context.Context, p events.Publisher) *eventQueue {
-	q := &eventQueue{ctx: ctx, publisher: p, ch: make(chan queuedEvent, 128)}
+func newEventQueue(ctx context.Context, p shim.Publisher) *eventQueue {
+	ns, _ := namespaces.Namespace(ctx)
+	q := &eventQueue{
+		ctx:       log.WithLogger(namespaces.WithNamespace(context.Background(), ns), log.G(ctx)),
+		publisher: p,
+		ch:        make(chan queuedEvent, 128),
+		done:      make(chan struct{}),
+	}
 	go q.run()
 	return q
 }
@@ -42,6 +54,7 @@ func (q *eventQueue) publish(topic string, e events.Event) {
 }
 
 func (q *eventQueue) run() {
+	defer close(q.done)
 	for e := range q.ch {
 		if err := q.publisher.Publish(q.ctx, e.topic, e.event); err != nil {
 			log.G(q.ctx).WithError(err).WithField("topic", e.topic).Error("publish event")
@@ -49,8 +62,16 @@ func (q *eventQueue) run() {
 	}
 }
 
-func (q *eventQueue) close() {
+// close stops taking events, waits (bounded) until the queued ones are
+// sent, and closes the publisher.
+func (q *eventQueue) close(timeout time.Duration) {
 	q.closeOnce.Do(func() { close(q.ch) })
+	select {
+	case <-q.done:
+	case <-time.After(timeout):
+		log.G(q.ctx).Warn("shutdown before all events were published")
+	}
+	_ = q.publisher.Close()
 }
 
 // fileHook copies shim log entries to the log_path file of runsc.toml.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -69,7 +70,7 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 	runc.Monitor = reaper.Default
 	go s.processExits(reaper.Default.Subscribe())
 	sd.RegisterCallback(func(context.Context) error {
-		s.events.close()
+		s.events.close(3 * time.Second)
 		return platform.Close()
 	})
 	return s, nil
