@@ -117,7 +117,7 @@ const (
 )
 
 // SandboxResources returns the pod-level limits from the sandbox annotations,
-// or nil if there are none (containerd 1.6 never sets them; 0 means unset).
+// or nil if there are none (0 means unset).
 func SandboxResources(spec *specs.Spec) *specs.LinuxResources {
 	if spec == nil {
 		return nil

@@ -126,7 +126,10 @@ func (p *Init) create(ctx context.Context) (retErr error) {
 			}
 		}()
 		p.io = pio
-		opts.IO = pio.io
+		if !p.cfg.Subcontainer {
+			// A container joining a sandbox gets its stdio at start.
+			opts.IO = pio.io
+		}
 	}
 	if err := p.cfg.Runsc.Create(ctx, p.cfg.ID, opts); err != nil {
 		return err
@@ -158,7 +161,11 @@ func (p *Init) Start(ctx context.Context) error {
 	if st := p.Status(); st != Created {
 		return fmt.Errorf("cannot start a %s container: %w", st, errdefs.ErrFailedPrecondition)
 	}
-	if err := p.cfg.Runsc.Start(ctx, p.cfg.ID); err != nil {
+	var startIO runc.IO
+	if p.cfg.Subcontainer && p.io != nil {
+		startIO = p.io.io
+	}
+	if err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO); err != nil {
 		return err
 	}
 	// The process may have exited already; only a created one becomes running.

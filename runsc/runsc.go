@@ -290,9 +290,17 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 	return stderrMessage(stderr.Bytes())
 }
 
-// Start runs `runsc start`.
-func (r *Runsc) Start(ctx context.Context, id string) error {
-	_, err := r.run(r.cmd(ctx, "start", id), "start")
+// Start runs `runsc start`. A container that joins an existing sandbox gets
+// the stdio of `runsc start` itself (pio); the root container got its stdio
+// at create, and pio is nil.
+func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO) error {
+	cmd := r.cmd(ctx, "start", id)
+	started, done, err := setIO(cmd, pio)
+	if err != nil {
+		return fmt.Errorf("runsc start: %w", err)
+	}
+	defer done()
+	_, err = r.runWith(ctx, cmd, "start", started)
 	return err
 }
 

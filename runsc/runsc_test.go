@@ -118,7 +118,7 @@ func TestFailureQuotesLogJSON(t *testing.T) {
 echo '{"msg":"starting container: boom","level":"error"}' >> "$log"
 exit 128`)
 	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: bundle}
-	err := r.Start(context.Background(), "c1")
+	err := r.Start(context.Background(), "c1", nil)
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("want *Error, got %T %v", err, err)
@@ -176,7 +176,7 @@ esac`)
 
 func TestMissingBinary(t *testing.T) {
 	r := &Runsc{Command: "/nonexistent/runsc", Root: t.TempDir(), Bundle: t.TempDir()}
-	err := r.Start(context.Background(), "c1")
+	err := r.Start(context.Background(), "c1", nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/runsc") {
 		t.Fatalf("got %v", err)
 	}

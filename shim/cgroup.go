@@ -106,6 +106,12 @@ type pod struct {
 	// containers are the resources of the containers that joined the sandbox.
 	containers map[string]*specs.LinuxResources
 	applied    *specs.LinuxResources
+	// gone is set once the sandbox has exited: runsc removes its cgroup,
+	// and writing limits would only recreate directories.
+	gone bool
+	// lastOOM is the last OOM count read, kept for when the counter file
+	// has gone with the cgroup.
+	lastOOM uint64
 }
 
 // newPod prepares the pod of a sandbox whose process is pid. The sandbox's
@@ -129,16 +135,31 @@ func newPod(pid int, spec *specs.Spec) (*pod, error) {
 	return p, nil
 }
 
-// oomKills is the number of OOM kills in the sandbox's cgroup so far.
+// oomKills is the number of OOM kills in the sandbox's cgroup so far (the
+// last count read once the cgroup is gone).
 func (p *pod) oomKills() uint64 {
-	n, _ := readOOMKills(p.oomFile)
-	return n
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, err := readOOMKills(p.oomFile); err == nil && n > p.lastOOM {
+		p.lastOOM = n
+	}
+	return p.lastOOM
+}
+
+// exited records that the sandbox is gone.
+func (p *pod) exited() {
+	p.mu.Lock()
+	p.gone = true
+	p.mu.Unlock()
 }
 
 // update applies r to the sandbox's cgroup directly (a standalone container).
 func (p *pod) update(r *specs.LinuxResources) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.gone {
+		return fmt.Errorf("the sandbox has exited: %w", errdefs.ErrFailedPrecondition)
+	}
 	return p.apply(r)
 }
 
@@ -168,7 +189,7 @@ func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
 	} else {
 		p.containers[id] = r
 	}
-	if p.fixed {
+	if p.fixed || p.gone {
 		return nil
 	}
 	want := podResources(p.containers)

@@ -57,6 +57,8 @@ type container struct {
 	// bytes (0: none).
 	resources *specs.LinuxResources
 	memLimit  uint64
+	// cpuMax is the highest CPU usage reported, in ns.
+	cpuMax uint64
 }
 
 func (c *container) memoryLimit() uint64 {

@@ -172,6 +172,9 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
 	p.SetExited(status)
+	if p == proc.Process(c.init) && c.pod != nil && !c.init.Subcontainer() {
+		defer c.pod.exited()
+	}
 	if p == proc.Process(c.init) && c.pod != nil && c.pod.oomKills() > c.oomBase {
 		// The host killed the sandbox for memory: containerd (and CRI's
 		// OOMKilled reason) must see the OOM before the exit.

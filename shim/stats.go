@@ -30,6 +30,7 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	if err != nil {
 		return nil, errToTTRPC(fmt.Errorf("stats of %q: %w", r.ID, err))
 	}
+	c.monotonicCPU(st)
 	limit := c.memoryLimit()
 	var m any
 	if unifiedCgroups {
@@ -163,4 +164,17 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 	}
 	c.mu.Unlock()
 	return empty, nil
+}
+
+// monotonicCPU keeps the container's CPU usage from going backwards: runsc's
+// counter for a container that joined a pod's sandbox is not cumulative (it
+// drops as the container's exited threads are forgotten), and consumers such
+// as the CRI compute rates from successive readings.
+func (c *container) monotonicCPU(st *runsc.Stats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.CPU.Usage.Total < c.cpuMax {
+		st.CPU.Usage.Total = c.cpuMax
+	}
+	c.cpuMax = st.CPU.Usage.Total
 }
