@@ -148,9 +148,7 @@ func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
 
 // SetExited records the exit of the process.
 func (e *Exec) SetExited(status int) {
-	if e.setExited(status) && e.console != nil {
-		_ = e.parent.cfg.Platform.ShutdownConsole(context.Background(), e.console)
-	}
+	e.setExited(status)
 }
 
 // Kill signals the process inside the sandbox.
@@ -172,6 +170,9 @@ func (e *Exec) Delete(ctx context.Context) error {
 		return fmt.Errorf("cannot delete a %s exec: %w", st, errdefs.ErrFailedPrecondition)
 	case Deleted:
 		return fmt.Errorf("exec %s: %w", e.id, errdefs.ErrNotFound)
+	}
+	if e.console != nil {
+		_ = e.parent.cfg.Platform.ShutdownConsole(ctx, e.console)
 	}
 	waitTimeout(&e.wg, 2*time.Second)
 	if e.console != nil {

@@ -173,12 +173,9 @@ func (p *Init) Start(ctx context.Context) error {
 	return nil
 }
 
-// SetExited records the container's exit status. The terminal is shut down
-// so that its copier drains what is left and ends.
+// SetExited records the container's exit status.
 func (p *Init) SetExited(status int) {
-	if p.setExited(status) && p.console != nil {
-		_ = p.cfg.Platform.ShutdownConsole(context.Background(), p.console)
-	}
+	p.setExited(status)
 }
 
 // Kill signals the container (all of its processes with all).
@@ -225,6 +222,11 @@ func (p *Init) Delete(ctx context.Context) error {
 	var firstErr error
 	if err := p.cfg.Runsc.Delete(ctx, p.cfg.ID, true); err != nil && !isNotExist(err) {
 		firstErr = err
+	}
+	if p.console != nil {
+		// The epoll console keeps waiting for a slave that may come back;
+		// shut it down so that its copier drains what is left and ends.
+		_ = p.cfg.Platform.ShutdownConsole(ctx, p.console)
 	}
 	waitTimeout(&p.wg, 2*time.Second)
 	if p.console != nil {

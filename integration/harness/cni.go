@@ -165,8 +165,31 @@ func (n *CNINetwork) IptablesRules() []string {
 	return rules
 }
 
-// CacheEntries lists libcni's cached results for the sandbox on this network.
+// CacheEntries lists libcni's cached results for the sandbox: the
+// attachment to this network and containerd's loopback one
+// (cni-loopback-<id>-lo).
 func (n *CNINetwork) CacheEntries(sandboxID string) []string {
-	m, _ := filepath.Glob(filepath.Join(cniCacheDir, n.Name+"-"+sandboxID+"-*"))
+	m, _ := filepath.Glob(filepath.Join(cniCacheDir, "*-"+sandboxID+"-*"))
 	return m
+}
+
+// cachedAttachments returns, by sandbox id, the network namespaces of the
+// attachments to this network that libcni still has cached.
+func (n *CNINetwork) cachedAttachments() map[string]string {
+	out := map[string]string{}
+	m, _ := filepath.Glob(filepath.Join(cniCacheDir, n.Name+"-*"))
+	for _, path := range m {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var entry struct {
+			ContainerID string `json:"containerId"`
+			NetNS       string `json:"netns"`
+		}
+		if json.Unmarshal(b, &entry) == nil && entry.ContainerID != "" {
+			out[entry.ContainerID] = entry.NetNS
+		}
+	}
+	return out
 }
