@@ -58,13 +58,28 @@ func (e *Exec) pidFile(kind string) string {
 
 // Start runs the process with `runsc exec --detach`. Its pid is the host
 // pid of the detached runsc exec, which exits with the process's status.
-func (e *Exec) Start(ctx context.Context) (retErr error) {
+func (e *Exec) Start(ctx context.Context) error {
 	if st := e.Status(); st != Created {
 		return fmt.Errorf("cannot start a %s exec: %w", st, errdefs.ErrFailedPrecondition)
 	}
 	if st := e.parent.Status(); st != Running {
 		return fmt.Errorf("cannot exec in a %s container: %w", st, errdefs.ErrFailedPrecondition)
 	}
+	dropKnownUnknownProcessCaps(ctx, e.spec)
+	for attempt := 0; ; attempt++ {
+		err := e.start(ctx)
+		if err == nil {
+			return nil
+		}
+		name := unknownCapability(err)
+		if name == "" || attempt >= maxCapRetries || !dropProcessCap(ctx, e.spec, name) {
+			return err
+		}
+	}
+}
+
+// start is one attempt of `runsc exec`, with fresh stdio.
+func (e *Exec) start(ctx context.Context) (retErr error) {
 	specFile, err := writeProcessSpec(e.parent.cfg.Bundle, e.spec)
 	if err != nil {
 		return err
@@ -91,6 +106,7 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 		defer func() {
 			if retErr != nil {
 				pio.Close()
+				e.io = nil
 			}
 		}()
 		e.io = pio

@@ -161,15 +161,50 @@ func (p *Init) Start(ctx context.Context) error {
 	if st := p.Status(); st != Created {
 		return fmt.Errorf("cannot start a %s container: %w", st, errdefs.ErrFailedPrecondition)
 	}
-	var startIO runc.IO
-	if p.cfg.Subcontainer && p.io != nil {
-		startIO = p.io.io
-	}
-	if err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO); err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		var startIO runc.IO
+		if p.cfg.Subcontainer && p.io != nil {
+			startIO = p.io.io
+		}
+		err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO)
+		if err == nil {
+			break
+		}
+		// runsc checks the capabilities of a container joining a sandbox
+		// only at start: make it again without the one runsc rejected.
+		name := unknownCapability(err)
+		if !p.cfg.Subcontainer || p.cfg.Stdio.Terminal || name == "" || attempt >= maxCapRetries ||
+			!dropCap(ctx, p.cfg.Bundle, p.cfg.Spec, name) {
+			return err
+		}
+		if err := p.recreate(ctx); err != nil {
+			return err
+		}
 	}
 	// The process may have exited already; only a created one becomes running.
 	_ = p.transition("start", Running, Created)
+	return nil
+}
+
+// recreate removes a created container that joins a sandbox from runsc and
+// creates it again. Its stdio is handed over only at start: the same pipes
+// (and the copies to containerd's FIFOs) serve the next attempt.
+func (p *Init) recreate(ctx context.Context) error {
+	if err := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); err != nil && !isNotExist(err) {
+		return err
+	}
+	return p.cfg.Runsc.Create(ctx, p.cfg.ID, &runsc.CreateOpts{PidFile: filepath.Join(p.cfg.Bundle, InitPidFile)})
+}
+
+// KillCreated removes a container that was created but never started: runsc
+// cannot signal it. A root container's sandbox dies with it.
+func (p *Init) KillCreated(ctx context.Context) error {
+	if st := p.Status(); st != Created {
+		return fmt.Errorf("container %s is %s, not created: %w", p.cfg.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); err != nil && !isNotExist(err) {
+		return err
+	}
 	return nil
 }
 

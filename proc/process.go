@@ -137,5 +137,6 @@ func isNotExist(err error) bool {
 		return false
 	}
 	m := strings.ToLower(e.Message)
-	return strings.Contains(m, "does not exist") || strings.Contains(m, "not found")
+	return strings.Contains(m, "does not exist") || strings.Contains(m, "not found") ||
+		strings.Contains(m, "couldn't find container")
 }

@@ -104,11 +104,11 @@ func (r *Runsc) logOffset() int64 {
 
 // run starts cmd through the monitor, waits, and turns a failure into *Error.
 func (r *Runsc) run(cmd *exec.Cmd, sub string) ([]byte, error) {
-	return r.runWith(context.Background(), cmd, sub, nil)
+	return r.runWith(context.Background(), cmd, sub)
 }
 
-// runWith is run with a hook called once the process has started.
-func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string, started func()) ([]byte, error) {
+// runWith is run; ctx is for the diagnosis of a failure.
+func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &stdout
@@ -118,7 +118,7 @@ func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string, started 
 		cmd.Stderr = &stderr
 	}
 	off := r.logOffset()
-	status, err := r.startWait(cmd, started)
+	status, err := r.startWait(cmd)
 	if err != nil {
 		return nil, &Error{Subcommand: sub, Message: err.Error(), ExitStatus: -1, Err: err}
 	}
@@ -135,14 +135,11 @@ func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string, started 
 	return stdout.Bytes(), nil
 }
 
-func (r *Runsc) startWait(cmd *exec.Cmd, started func()) (int, error) {
+func (r *Runsc) startWait(cmd *exec.Cmd) (int, error) {
 	m := r.monitor()
 	ec, err := m.Start(cmd)
 	if err != nil {
 		return -1, fmt.Errorf("start %s: %w", cmd.Path, err)
-	}
-	if started != nil {
-		started()
 	}
 	status, err := m.Wait(cmd, ec)
 	if err != nil {
@@ -245,35 +242,32 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 		opts = &CreateOpts{}
 	}
 	cmd := r.cmd(ctx, "create", append(opts.args(r.Bundle), id)...)
-	started, done, err := setIO(cmd, opts.IO)
-	if err != nil {
-		return fmt.Errorf("runsc create: %w", err)
-	}
-	defer done()
-	_, err = r.runWith(ctx, cmd, "create", started)
-	return err
+	return r.runIO(ctx, cmd, "create", opts.IO)
 }
 
-// setIO gives cmd the process's stdio. runsc forks processes (sandbox, gofer,
-// detached exec) that inherit it and outlive the command: without IO they get
-// /dev/null, never a pipe that waiting for the command would block on.
-// started closes the child's side of the pipes once the command runs; done
-// releases what setIO opened.
-func setIO(cmd *exec.Cmd, pio runc.IO) (started, done func(), err error) {
-	started, done = func() {}, func() {}
+// runIO runs cmd with a process's stdio. runsc forks processes (sandbox,
+// gofer, detached exec) that inherit it and outlive the command: without IO
+// they get /dev/null, never a pipe that waiting for the command would block
+// on. The shim's copy of the child's side of the pipes is closed only once
+// the command succeeded, so that a retry can hand the same IO again.
+func (r *Runsc) runIO(ctx context.Context, cmd *exec.Cmd, sub string, pio runc.IO) error {
 	if pio != nil {
 		pio.Set(cmd)
-		if c, ok := pio.(runc.StartCloser); ok {
-			started = func() { _ = c.CloseAfterStart() }
+	} else {
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("runsc %s: open %s: %w", sub, os.DevNull, err)
 		}
-		return started, done, nil
+		defer null.Close()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
 	}
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	if _, err := r.runWith(ctx, cmd, sub); err != nil {
+		return err
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
-	return started, func() { null.Close() }, nil
+	if c, ok := pio.(runc.StartCloser); ok {
+		_ = c.CloseAfterStart()
+	}
+	return nil
 }
 
 // diagnoseFlags runs `runsc <global flags> flags` and returns runsc's complaint
@@ -283,7 +277,7 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 	cmd.Stdout = nil
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	status, err := r.startWait(cmd, nil)
+	status, err := r.startWait(cmd)
 	if err != nil || status == 0 {
 		return ""
 	}
@@ -295,13 +289,7 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 // at create, and pio is nil.
 func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO) error {
 	cmd := r.cmd(ctx, "start", id)
-	started, done, err := setIO(cmd, pio)
-	if err != nil {
-		return fmt.Errorf("runsc start: %w", err)
-	}
-	defer done()
-	_, err = r.runWith(ctx, cmd, "start", started)
-	return err
+	return r.runIO(ctx, cmd, "start", pio)
 }
 
 // State runs `runsc state`.
@@ -396,13 +384,7 @@ func (o *ExecOpts) args() []string {
 // Exec runs `runsc exec --detach`: it returns once the process runs.
 func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) error {
 	cmd := r.cmd(ctx, "exec", append(opts.args(), id)...)
-	started, done, err := setIO(cmd, opts.IO)
-	if err != nil {
-		return fmt.Errorf("runsc exec: %w", err)
-	}
-	defer done()
-	_, err = r.runWith(ctx, cmd, "exec", started)
-	return err
+	return r.runIO(ctx, cmd, "exec", opts.IO)
 }
 
 // KillPid runs `runsc kill --pid <pid> <id> <signal>` for one process,

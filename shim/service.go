@@ -344,9 +344,21 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 }
 
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	_, p, err := s.process(r.ID, r.ExecID)
+	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errToTTRPC(err)
+	}
+	if r.ExecID == "" && p.Status() == proc.Created {
+		// Never started (e.g. its start failed): runsc cannot signal it,
+		// so it is removed. A joining container's exit is reported here; a
+		// root container's comes from reaping its sandbox.
+		if err := c.init.KillCreated(ctx); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("kill created container %q: %w", r.ID, err))
+		}
+		if c.init.Subcontainer() {
+			go s.handleExit(c, c.init, 128+int(r.Signal))
+		}
+		return empty, nil
 	}
 	if err := p.Kill(ctx, r.Signal, r.All); err != nil {
 		return nil, errToTTRPC(err)
