@@ -9,7 +9,7 @@ CONTAINERD24_DIR ?= /var/cache/runsc-shim-ci/bin
 CONTAINERD24     ?= $(CONTAINERD24_DIR)/containerd
 export CONTAINERD24
 
-.PHONY: all build install test unit integration demo deps containerd24 lint clean
+.PHONY: all build install test unit integration demo bench deps containerd24 lint clean
 
 all: build
 
@@ -46,6 +46,10 @@ test: deps containerd24 unit integration
 
 demo: deps containerd24
 	$(GO) run ./integration/demo
+
+# Start-path benchmark (not part of `make test`): markdown table on stdout, JSON in bench.json.
+bench: deps containerd24 build
+	$(GO) run ./integration/bench -shim $(BIN) -out bench.json $(BENCHFLAGS)
 
 lint:
 	gofmt -l $$(git ls-files '*.go')

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// DensityReport is section 4 for one runtime: n pods (CRI) or containers
+// (client) started at once.
+type DensityReport struct {
+	Mode    string `json:"mode"` // "cri" (pods) or "client" (containers)
+	Runtime string `json:"runtime"`
+	N       int    `json:"n"`
+	// AllRunning is the wall time from the first start to the last
+	// running one.
+	AllRunning float64 `json:"all_running_ms"`
+	// EachStart is the latency of each pod's start under that load.
+	EachStart Summary    `json:"each_start"`
+	Memory    []MemGroup `json:"memory"`
+	// Shim* are the shim processes' totals divided by N.
+	ShimRSSPerPod int64 `json:"shim_rss_per_pod_kib"`
+	ShimPSSPerPod int64 `json:"shim_pss_per_pod_kib"`
+	ShimMaxRSS    int64 `json:"shim_max_rss_kib"`
+	ShimCount     int   `json:"shim_processes"`
+	// RunscCalls counts the runsc processes the shim started (runsc
+	// wrapper log, runsc only) while the n started, and while they sat
+	// idle for IdleSeconds afterwards (e.g. `events` for the daemon's
+	// stats polling, `wait` per container).
+	RunscCallsStart map[string]int `json:"runsc_calls_during_start,omitempty"`
+	RunscCallsIdle  map[string]int `json:"runsc_calls_while_idle,omitempty"`
+	IdleSeconds     float64        `json:"idle_seconds,omitempty"`
+}
+
+// starter starts pod or container i and returns how to remove it.
+type starter func(ctx context.Context, i int) (stop func(), err error)
+
+// density starts n at once with start, waits for all to run, lets the
+// processes settle, reads their memory and removes everything.
+// runscRoot is the runsc root of the runtime's runsc.toml (to find its
+// sandboxes); argv, if not nil, is the wrapper that runtime's runsc calls
+// go through (to count them).
+func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int, start starter, runscRoot string, argv *argvSetup) (*DensityReport, error) {
+	logSize := func() int64 {
+		if argv == nil {
+			return 0
+		}
+		st, err := os.Stat(argv.log)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	countCalls := func(from, to int64) map[string]int {
+		if argv == nil {
+			return nil
+		}
+		calls, _, err := argv.calls(from)
+		if err != nil {
+			return nil
+		}
+		m := map[string]int{}
+		n := from
+		for _, c := range calls {
+			if n >= to {
+				break
+			}
+			n += int64(len(c.line)) + 1
+			m[c.sub]++
+		}
+		return m
+	}
+	off0 := logSize()
+	ns := e.d.Namespace
+	if mode == "cri" {
+		ns = criNamespace
+	}
+	var (
+		mu    sync.Mutex
+		stops []func()
+		errs  []error
+		lat   []float64
+		wg    sync.WaitGroup
+	)
+	defer func() {
+		// Remove in parallel too: 30 sandboxes one after another take long.
+		var cw sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for _, s := range stops {
+			cw.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer cw.Done()
+				defer func() { <-sem }()
+				s()
+			}()
+		}
+		cw.Wait()
+	}()
+	t0 := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s0 := time.Now()
+			stop, err := start(ctx, i)
+			el := time.Since(s0)
+			mu.Lock()
+			defer mu.Unlock()
+			if stop != nil {
+				stops = append(stops, stop)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			lat = append(lat, ms(el))
+		}()
+	}
+	wg.Wait()
+	all := time.Since(t0)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("density %s %s: %d of %d failed: %w", mode, runtime, len(errs), n, err)
+	}
+	e.logf("density %s %s: %d running after %s", mode, runtime, n, all.Round(time.Millisecond))
+	off1 := logSize()
+	// Let the shims finish their post-start work (event publishing, the
+	// Go runtime's first GC cycles) before reading their memory.
+	idle := time.Now()
+	select {
+	case <-time.After(e.o.settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r := &DensityReport{
+		Mode: mode, Runtime: runtime, N: n,
+		AllRunning: round2(ms(all)),
+		EachStart:  summarize("start of one under load", lat),
+		Memory:     memoryByKind(e.d.Address, runscRoot, ns, n),
+	}
+	if argv != nil {
+		r.IdleSeconds = round2(time.Since(idle).Seconds())
+		r.RunscCallsStart = countCalls(off0, off1)
+		r.RunscCallsIdle = countCalls(off1, logSize())
+	}
+	r.EachStart.Raw = nil
+	for _, g := range r.Memory {
+		if g.Kind == shimKind {
+			r.ShimRSSPerPod, r.ShimPSSPerPod, r.ShimMaxRSS, r.ShimCount = g.PerPod, g.PSSPerPod, g.MaxRSS, g.Count
+		}
+	}
+	return r, nil
+}
+
+// clientStarter starts sleeping containers through the containerd client.
+func (e *env) clientStarter(runtime string, rtOpts any) starter {
+	return func(ctx context.Context, i int) (func(), error) {
+		r, _, err := e.startSleeper(ctx, fmt.Sprintf("dens-%d-%d", i, time.Now().UnixNano()%1e6), runtime, rtOpts)
+		if err != nil {
+			return nil, err
+		}
+		return func() { r.stop(e) }, nil
+	}
+}
