@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
@@ -56,8 +59,8 @@ func (e *Exec) pidFile(kind string) string {
 	return filepath.Join(e.parent.cfg.Bundle, fmt.Sprintf("exec-%s.%s", e.id, kind))
 }
 
-// Start runs the process with `runsc exec --detach`. Its pid is the host
-// pid of the detached runsc exec, which exits with the process's status.
+// Start runs the process with `runsc exec`. Its pid is the host pid of that
+// runsc process, which waits for the process and exits with its status.
 func (e *Exec) Start(ctx context.Context) error {
 	if st := e.Status(); st != Created {
 		return fmt.Errorf("cannot start a %s exec: %w", st, errdefs.ErrFailedPrecondition)
@@ -91,13 +94,22 @@ func (e *Exec) start(ctx context.Context) (retErr error) {
 		PidFile:         e.pidFile("pid"),
 		InternalPidFile: e.pidFile("ipid"),
 	}
-	var socket *runc.Socket
+	var pty console.Console
 	if e.stdio.Terminal {
-		if socket, err = runc.NewTempConsoleSocket(); err != nil {
-			return fmt.Errorf("create console socket: %w", err)
+		// runsc exec uses its own stdio as the terminal when it is one (a
+		// console socket is honoured only with --detach): hand it the
+		// slave of a pty whose master the shim keeps.
+		m, slave, err := newPtyIO()
+		if err != nil {
+			return err
 		}
-		defer socket.Close()
-		opts.ConsoleSocket = socket
+		defer func() {
+			if retErr != nil {
+				m.Close()
+			}
+		}()
+		defer slave.Close()
+		pty, opts.IO = m, slave
 	} else {
 		pio, err := newProcessIO(ctx, e.id, e.stdio)
 		if err != nil {
@@ -112,24 +124,16 @@ func (e *Exec) start(ctx context.Context) (retErr error) {
 		e.io = pio
 		opts.IO = pio.io
 	}
-	if err := e.parent.cfg.Runsc.Exec(ctx, e.parent.cfg.ID, opts); err != nil {
+	pid, err := e.parent.cfg.Runsc.Exec(ctx, e.parent.cfg.ID, opts)
+	if err != nil {
 		return err
 	}
-	if socket != nil {
-		c, err := socket.ReceiveMaster()
-		if err != nil {
-			return fmt.Errorf("receive console master from runsc: %w", err)
-		}
-		if e.console, err = e.parent.cfg.Platform.CopyConsole(ctx, c, e.id, e.stdio.Stdin, e.stdio.Stdout, e.stdio.Stderr, &e.wg); err != nil {
-			c.Close()
+	if pty != nil {
+		if e.console, err = e.parent.cfg.Platform.CopyConsole(ctx, pty, e.id, e.stdio.Stdin, e.stdio.Stdout, e.stdio.Stderr, &e.wg); err != nil {
 			return fmt.Errorf("copy console: %w", err)
 		}
 	} else if err := e.io.start(ctx, &e.wg); err != nil {
 		return err
-	}
-	pid, err := runc.ReadPidFile(opts.PidFile)
-	if err != nil {
-		return fmt.Errorf("read pid file of runsc exec: %w", err)
 	}
 	ipid, err := runc.ReadPidFile(opts.InternalPidFile)
 	if err != nil {
@@ -222,3 +226,32 @@ func (e *Exec) CloseIO() error {
 	}
 	return nil
 }
+
+// ptyIO gives a command the slave of a pty as its stdin, stdout and stderr.
+type ptyIO struct{ slave *os.File }
+
+// newPtyIO opens a pty: the master for the shim, the slave for runsc.
+func newPtyIO() (console.Console, *ptyIO, error) {
+	m, name, err := console.NewPty()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open pty: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("open pty slave %s: %w", name, err)
+	}
+	return m, &ptyIO{slave: f}, nil
+}
+
+func (p *ptyIO) Set(cmd *exec.Cmd) {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.slave, p.slave, p.slave
+}
+
+// CloseAfterStart closes the shim's copy of the slave: runsc holds it now.
+func (p *ptyIO) CloseAfterStart() error { return p.slave.Close() }
+
+func (p *ptyIO) Close() error          { return p.slave.Close() }
+func (p *ptyIO) Stdin() io.WriteCloser { return nil }
+func (p *ptyIO) Stdout() io.ReadCloser { return nil }
+func (p *ptyIO) Stderr() io.ReadCloser { return nil }

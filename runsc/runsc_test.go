@@ -31,7 +31,7 @@ func TestCreateOptsArgs(t *testing.T) {
 func TestExecOptsArgs(t *testing.T) {
 	o := &ExecOpts{ProcessFile: "/b/p.json", PidFile: "/b/e.pid", InternalPidFile: "/b/e.ipid"}
 	got := o.args()
-	want := []string{"--detach", "--process=/b/p.json", "--pid-file=/b/e.pid", "--internal-pid-file=/b/e.ipid"}
+	want := []string{"--process=/b/p.json", "--pid-file=/b/e.pid", "--internal-pid-file=/b/e.ipid"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q want %q", got, want)
 	}
