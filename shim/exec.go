@@ -9,7 +9,6 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/runtime"
-	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
@@ -78,18 +77,7 @@ func (s *service) deleteExec(ctx context.Context, c *container, execID string, p
 	c.mu.Lock()
 	delete(c.execs, execID)
 	c.mu.Unlock()
-	s.events.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
-		ContainerID: c.id,
-		ID:          execID,
-		Pid:         uint32(p.Pid()),
-		ExitStatus:  uint32(p.ExitStatus()),
-		ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
-	})
-	return &taskAPI.DeleteResponse{
-		Pid:        uint32(p.Pid()),
-		ExitStatus: uint32(p.ExitStatus()),
-		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
-	}, nil
+	return s.deleted(c, execID, p), nil
 }
 
 // Pids lists the container's processes from `runsc ps`: sandbox-internal

@@ -172,18 +172,8 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
 	p.SetExited(status)
-	if p == proc.Process(c.init) && c.pod != nil && !c.init.Subcontainer() {
-		defer c.pod.exited()
-	}
-	if p == proc.Process(c.init) && c.pod != nil && c.pod.oomKills() > c.oomBase {
-		// The host killed the sandbox for memory: containerd (and CRI's
-		// OOMKilled reason) must see the OOM before the exit.
-		s.events.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.id})
-	}
 	if p == proc.Process(c.init) {
-		if err := runcshim.WriteExitStatus(c.bundle, runc.Exit{Pid: p.Pid(), Status: status, Timestamp: p.ExitedAt()}); err != nil {
-			log.G(s.ctx).WithError(err).Warn("record exit status in bundle")
-		}
+		s.initExited(c, status)
 	}
 	s.events.publish(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
 		ContainerID: c.id,
@@ -194,7 +184,26 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 	})
 }
 
-func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+// initExited does what a container's end needs before /tasks/exit: the OOM
+// event if the host killed the sandbox for memory (containerd, and CRI's
+// OOMKilled reason, must see it first), the exit status recorded in the
+// bundle for the `delete` action, and a gone sandbox's cgroup left alone.
+func (s *service) initExited(c *container, status int) {
+	if c.pod != nil {
+		if c.pod.oomKills() > c.oomBase {
+			s.events.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.id})
+		}
+		if !c.init.Subcontainer() {
+			c.pod.exited()
+		}
+	}
+	e := runc.Exit{Pid: c.init.Pid(), Status: status, Timestamp: c.init.ExitedAt()}
+	if err := runcshim.WriteExitStatus(c.bundle, e); err != nil {
+		log.G(s.ctx).WithError(err).Warn("record exit status in bundle")
+	}
+}
+
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, errToTTRPC(err)
@@ -309,8 +318,15 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		delete(s.running, p.Pid())
 	}
 	s.mu.Unlock()
+	return s.deleted(c, "", p), nil
+}
+
+// deleted publishes /tasks/delete for a deleted process (execID "" for the
+// container) and returns the Delete answer.
+func (s *service) deleted(c *container, execID string, p proc.Process) *taskAPI.DeleteResponse {
 	s.events.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
-		ContainerID: r.ID,
+		ContainerID: c.id,
+		ID:          execID,
 		Pid:         uint32(p.Pid()),
 		ExitStatus:  uint32(p.ExitStatus()),
 		ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
@@ -319,7 +335,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		Pid:        uint32(p.Pid()),
 		ExitStatus: uint32(p.ExitStatus()),
 		ExitedAt:   protobuf.ToTimestamp(p.ExitedAt()),
-	}, nil
+	}
 }
 
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
