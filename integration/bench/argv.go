@@ -122,7 +122,13 @@ type ArgvLifecycle struct {
 	// CreateToRunning lists the calls, beyond create and start, made
 	// between the create request and the container running.
 	CreateToRunning []string `json:"extra_calls_create_to_running"`
-	Consistent      bool     `json:"same_calls_every_run"`
+	// Waiters are the `runsc wait` calls (at most one per container) made
+	// in that window: the waiter the target allows.
+	Waiters []string `json:"waiters_create_to_running,omitempty"`
+	// Concurrent are calls in that window that serve other requests
+	// (containerd's Stats polling), not the start path.
+	Concurrent []string `json:"concurrent_calls_create_to_running,omitempty"`
+	Consistent bool     `json:"same_calls_every_run"`
 	// Example is the argv of every call of the last run, in order.
 	Example []string `json:"example_argv"`
 }
@@ -217,7 +223,18 @@ func (e *env) measureArgv(ctx context.Context, a *argvSetup, name string, runs i
 			// still shows.
 			calls[sub] = (k + runs - 1) / runs
 			for _, cp := range createPhases {
-				if cp == ph && sub != "create" && sub != "start" {
+				switch {
+				case cp != ph || sub == "create" || sub == "start":
+				case sub == "wait" && calls[sub] <= 1:
+					// The one waiter per container the target allows: a
+					// container joining a pod's sandbox gets its exit
+					// status from `runsc wait`.
+					l.Waiters = append(l.Waiters, fmt.Sprintf("%s in %s", sub, ph))
+				case sub == "events":
+					// Not the start path: containerd 2.x polls Stats about
+					// once a second per pod and a poll can land here.
+					l.Concurrent = append(l.Concurrent, fmt.Sprintf("%s in %s", sub, ph))
+				default:
 					extra[fmt.Sprintf("%s in %s", sub, ph)] = true
 				}
 			}

@@ -69,12 +69,20 @@ func targets(d *DaemonReport) []Target {
 				extra = append(extra, fmt.Sprintf("%s [%s]", x, l.Name))
 			}
 		}
+		var waiters, concurrent []string
+		for _, l := range a.Lifecycles {
+			waiters = append(waiters, l.Waiters...)
+			concurrent = append(concurrent, l.Concurrent...)
+		}
 		detail := "only create and start between the create request and running"
 		if len(extra) > 0 {
 			detail = "extra runsc calls: " + strings.Join(extra, "; ")
-			if strings.Contains(detail, "events in ") {
-				detail += " (`events` there is the shim serving containerd 2.x's once-a-second CRI stats polling, which happened to fall in the window)"
-			}
+		}
+		if len(waiters) > 0 {
+			detail += "; plus the allowed waiter: " + strings.Join(waiters, "; ")
+		}
+		if len(concurrent) > 0 {
+			detail += "; not counted, serving containerd 2.x's stats polling: " + strings.Join(concurrent, "; ")
 		}
 		add("Create->running: no runsc call beyond create and start", len(extra) == 0, true, detail)
 	} else {
