@@ -65,9 +65,9 @@ func newProcessIO(ctx context.Context, id string, s stdio.Stdio) (*processIO, er
 		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
 			return nil, fmt.Errorf("create log directory for %q: %w", u.Path, err)
 		}
-		f, err := os.OpenFile(u.Path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open log file: %w", err)
+		f, ferr := os.OpenFile(u.Path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if ferr != nil {
+			return nil, fmt.Errorf("open log file: %w", ferr)
 		}
 		f.Close()
 		pio.stdio.Stdout = u.Path
