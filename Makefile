@@ -42,7 +42,7 @@ unit:
 integration: build
 	$(GO) test -v -count=1 -timeout 40m ./integration/...
 
-test: deps containerd24 unit integration
+test: deps containerd24 lint unit integration
 
 demo: deps containerd24
 	$(GO) run ./integration/demo
@@ -51,9 +51,12 @@ demo: deps containerd24
 bench: deps containerd24 build
 	$(GO) run ./integration/bench -shim $(BIN) -out bench.json $(BENCHFLAGS)
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
-	gofmt -l $$(git ls-files '*.go')
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin

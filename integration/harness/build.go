@@ -25,8 +25,8 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	//nolint:staticcheck // fallback only; GOROOT of the running binary
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The toolchain's usual place; exec names it if it is not there.
+	return "/usr/local/go/bin/go"
 }
 
 // RepoRoot finds the repository root: the directory of the go.mod of
