@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
@@ -315,7 +316,8 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	// Only when runsc still has state for the container (a lost shim): after
 	// a normal Delete this costs nothing.
 	if matches, _ := filepath.Glob(filepath.Join(settings.Root, "*_sandbox:"+id+".state")); len(matches) > 0 {
-		r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags}
+		// pkg/shim reaps every child here too: wait through the reaper.
+		r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags, Monitor: reaper.Default}
 		if err := r.Delete(ctx, id, true); err != nil {
 			log.G(ctx).WithError(err).Warn("runsc delete")
 		}
