@@ -29,15 +29,20 @@ const sandboxOverhead = 64 << 20
 // kernel enforces the pod's limits.
 type hostCgroup interface {
 	update(*specs.LinuxResources) error
+	// stat returns the cgroup's metrics in containerd's format for the
+	// host's cgroup mode.
+	stat() (any, error)
 }
 
 type cgroupV1 struct{ cg cgroup1.Cgroup }
 
 func (c cgroupV1) update(r *specs.LinuxResources) error { return c.cg.Update(r) }
+func (c cgroupV1) stat() (any, error)                   { return c.cg.Stat(cgroup1.IgnoreNotExist) }
 
 type cgroupV2 struct{ m *cgroup2.Manager }
 
 func (c cgroupV2) update(r *specs.LinuxResources) error { return c.m.Update(cgroup2.ToResources(r)) }
+func (c cgroupV2) stat() (any, error)                   { return c.m.Stat() }
 
 // loadHostCgroup loads the cgroup of the sandbox process pid, in the host's
 // cgroup mode.
@@ -163,13 +168,34 @@ func (p *pod) update(r *specs.LinuxResources) error {
 	return p.apply(r)
 }
 
+// stat reads the sandbox cgroup's metrics.
+func (p *pod) stat() (any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gone {
+		return nil, fmt.Errorf("the sandbox has exited: %w", errdefs.ErrNotFound)
+	}
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	return p.cg.stat()
+}
+
+func (p *pod) load() error {
+	if p.cg != nil {
+		return nil
+	}
+	cg, err := loadHostCgroup(p.pid)
+	if err != nil {
+		return err
+	}
+	p.cg = cg
+	return nil
+}
+
 func (p *pod) apply(r *specs.LinuxResources) error {
-	if p.cg == nil {
-		cg, err := loadHostCgroup(p.pid)
-		if err != nil {
-			return err
-		}
-		p.cg = cg
+	if err := p.load(); err != nil {
+		return err
 	}
 	if err := p.cg.update(r); err != nil {
 		return fmt.Errorf("apply resources to the sandbox cgroup: %w", err)
