@@ -179,7 +179,11 @@ func (e *Exec) Kill(ctx context.Context, sig uint32, _ bool) error {
 	case Stopped, Deleted:
 		return fmt.Errorf("exec %s: process already finished: %w", e.id, errdefs.ErrNotFound)
 	}
-	return checkKillError(e.parent.cfg.Runsc.KillPid(ctx, e.parent.cfg.ID, e.InternalPid(), int(sig)))
+	ipid := e.InternalPid()
+	if ipid <= 0 {
+		return fmt.Errorf("exec %s: runsc did not report its pid in the sandbox: %w", e.id, errdefs.ErrFailedPrecondition)
+	}
+	return checkKillError(e.parent.cfg.Runsc.KillPid(ctx, e.parent.cfg.ID, ipid, int(sig)))
 }
 
 // Delete releases the process's stdio and pid files. A running exec cannot
