@@ -4,19 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
-	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -53,101 +48,15 @@ func BusyboxArchive(busybox, ref string) ([]byte, error) {
 	if out, err := exec.Command(busybox, "--list").Output(); err == nil {
 		applets = strings.Fields(string(out))
 	}
-	layer, err := busyboxLayer(bin, applets)
-	if err != nil {
-		return nil, err
-	}
-	layerDesc := ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageLayer,
-		Digest:    digest.FromBytes(layer),
-		Size:      int64(len(layer)),
-	}
-	created := epoch
-	config := ocispec.Image{
-		Created:  &created,
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+	return ImageArchive(ImageSpec{
+		Ref:     ref,
+		Entries: busyboxEntries(bin, applets),
 		Config: ocispec.ImageConfig{
 			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			Cmd: []string{"sh"},
 		},
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDesc.Digest}},
-		History: []ocispec.History{{
-			Created:   &created,
-			CreatedBy: "integration/harness: static busybox from " + busybox,
-		}},
-	}
-	configBlob, err := json.Marshal(config)
-	if err != nil {
-		return nil, err
-	}
-	configDesc := ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageConfig,
-		Digest:    digest.FromBytes(configBlob),
-		Size:      int64(len(configBlob)),
-	}
-	manifest := ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    configDesc,
-		Layers:    []ocispec.Descriptor{layerDesc},
-	}
-	manifestBlob, err := json.Marshal(manifest)
-	if err != nil {
-		return nil, err
-	}
-	tag := ref
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		tag = ref[i+1:]
-	}
-	index := ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{{
-			MediaType: ocispec.MediaTypeImageManifest,
-			Digest:    digest.FromBytes(manifestBlob),
-			Size:      int64(len(manifestBlob)),
-			Platform:  &ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-			Annotations: map[string]string{
-				images.AnnotationImageName: ref,
-				ocispec.AnnotationRefName:  tag,
-			},
-		}},
-	}
-	indexBlob, err := json.Marshal(index)
-	if err != nil {
-		return nil, err
-	}
-	layoutBlob, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err != nil {
-		return nil, err
-	}
-
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch}); err != nil {
-			return nil, err
-		}
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{ocispec.ImageLayoutFile, layoutBlob},
-		{"blobs/sha256/" + layerDesc.Digest.Encoded(), layer},
-		{"blobs/sha256/" + configDesc.Digest.Encoded(), configBlob},
-		{"blobs/sha256/" + digest.FromBytes(manifestBlob).Encoded(), manifestBlob},
-		{ocispec.ImageIndexFile, indexBlob},
-	}
-	for _, f := range files {
-		if err := writeFile(tw, f.name, 0o644, f.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+		CreatedBy: "integration/harness: static busybox from " + busybox,
+	})
 }
 
 func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
@@ -160,10 +69,11 @@ func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
 	return err
 }
 
-func busyboxLayer(bin []byte, applets []string) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dirs := []struct {
+// busyboxEntries is the busybox layer: directories, the binary, a symlink
+// per applet and a minimal /etc.
+func busyboxEntries(bin []byte, applets []string) []LayerEntry {
+	var entries []LayerEntry
+	for _, d := range []struct {
 		name string
 		mode int64
 	}{
@@ -171,45 +81,26 @@ func busyboxLayer(bin []byte, applets []string) ([]byte, error) {
 		{"root/", 0o700}, {"run/", 0o755}, {"sbin/", 0o755}, {"sys/", 0o555},
 		{"tmp/", 0o1777}, {"usr/", 0o755}, {"usr/bin/", 0o755}, {"usr/sbin/", 0o755},
 		{"var/", 0o755}, {"var/tmp/", 0o1777},
+	} {
+		entries = append(entries, LayerEntry{Name: d.name, Mode: d.mode})
 	}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode, ModTime: epoch}); err != nil {
-			return nil, err
-		}
-	}
-	if err := writeFile(tw, "bin/busybox", 0o755, bin); err != nil {
-		return nil, err
-	}
+	entries = append(entries, LayerEntry{Name: "bin/busybox", Mode: 0o755, Data: bin})
 	seen := map[string]bool{"busybox": true}
-	sorted := append([]string{}, applets...)
-	sort.Strings(sorted)
-	for _, a := range sorted {
+	for _, a := range applets {
 		if a == "" || strings.Contains(a, "/") || seen[a] {
 			continue
 		}
 		seen[a] = true
-		if err := tw.WriteHeader(&tar.Header{
-			Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: epoch,
-		}); err != nil {
-			return nil, err
-		}
+		entries = append(entries, LayerEntry{Name: "bin/" + a, Mode: 0o777, Link: "busybox"})
 	}
-	etc := []struct {
-		name, data string
-	}{
+	for _, f := range []struct{ name, data string }{
 		{"etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"},
 		{"etc/group", "root:x:0:\nnogroup:x:65534:\n"},
 		{"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+	} {
+		entries = append(entries, LayerEntry{Name: f.name, Mode: 0o644, Data: []byte(f.data)})
 	}
-	for _, f := range etc {
-		if err := writeFile(tw, f.name, 0o644, []byte(f.data)); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return entries
 }
 
 // ImportBusybox builds the busybox image from BusyboxBinary, imports it as
