@@ -64,8 +64,6 @@ func (p *Init) Stdio() stdio.Stdio { return p.cfg.Stdio }
 // Subcontainer reports whether the container joined an existing sandbox.
 func (p *Init) Subcontainer() bool { return p.cfg.Subcontainer }
 
-// Runsc is the runsc wrapper of this container.
-func (p *Init) Runsc() *runsc.Runsc { return p.cfg.Runsc }
 
 func (p *Init) rootfs() string { return filepath.Join(p.cfg.Bundle, "rootfs") }
 
