@@ -64,7 +64,6 @@ func (p *Init) Stdio() stdio.Stdio { return p.cfg.Stdio }
 // Subcontainer reports whether the container joined an existing sandbox.
 func (p *Init) Subcontainer() bool { return p.cfg.Subcontainer }
 
-
 func (p *Init) rootfs() string { return filepath.Join(p.cfg.Bundle, "rootfs") }
 
 // Create mounts the rootfs, sets up stdio and runs `runsc create`. On failure
