@@ -20,29 +20,12 @@ import (
 // uses them: container stats, UpdateContainerResources, pod-level limits
 // and OOM kills, against a CRI daemon of each version.
 func TestCRIResources(t *testing.T) {
-	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
-	harness.RequireBinary(t, harness.BusyboxBinary)
-	harness.RequireBinary(t, "gcc")
-	dir := shim(t)
-	pauseBinary, err := harness.BuildPause(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range harness.Versions {
-		t.Run("containerd-"+v, func(t *testing.T) {
-			c := harness.StartCRIDaemonT(t, harness.CRIDaemonOptions{
-				Version:     v,
-				ShimDirs:    []string{dir},
-				PauseBinary: pauseBinary,
-			})
-			e := &criEnv{c: c, v: strings.ReplaceAll(v, ".", "")}
-			t.Run("cri-stats", e.testCRIStats)
-			t.Run("cri-update", e.testCRIUpdate)
-			t.Run("cri-pod-resources", e.testCRIPodResources)
-			t.Run("cri-oom", e.testCRIOOM)
-		})
-	}
+	forEachCRIDaemon(t, func(t *testing.T, e *criEnv) {
+		t.Run("cri-stats", e.testCRIStats)
+		t.Run("cri-update", e.testCRIUpdate)
+		t.Run("cri-pod-resources", e.testCRIPodResources)
+		t.Run("cri-oom", e.testCRIOOM)
+	})
 }
 
 // runResourcePod runs a runsc pod under a cgroup parent of its own, as

@@ -295,7 +295,9 @@ func processTable(byName map[string][]harness.Process) string {
 	return b.String()
 }
 
-func TestCRI(t *testing.T) {
+// forEachCRIDaemon runs body against a CRI-enabled daemon of each version,
+// with the freshly built shim and a locally built pause image.
+func forEachCRIDaemon(t *testing.T, body func(t *testing.T, e *criEnv)) {
 	harness.RequireRoot(t)
 	harness.RequireBinary(t, harness.RunscBinary)
 	harness.RequireBinary(t, harness.BusyboxBinary)
@@ -305,7 +307,6 @@ func TestCRI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	for _, v := range harness.Versions {
 		t.Run("containerd-"+v, func(t *testing.T) {
 			c := harness.StartCRIDaemonT(t, harness.CRIDaemonOptions{
@@ -313,20 +314,25 @@ func TestCRI(t *testing.T) {
 				ShimDirs:    []string{dir},
 				PauseBinary: pauseBinary,
 			})
-			e := &criEnv{c: c, v: strings.ReplaceAll(v, ".", "")}
-			t.Run("images", e.testImages)
-			t.Run("runc-handler", e.testRuncHandler)
-			t.Run("pod-three-containers", e.testPodThreeContainers)
-			t.Run("host-network", e.testHostNetwork)
-			t.Run("exit-status", e.testExitStatus)
-			t.Run("created-never-started", e.testCreatedNeverStarted)
-			t.Run("start-error", e.testStartError)
-			t.Run("container-log", e.testContainerLog)
-			t.Run("runsc-debug-log", e.testRunscDebugLog)
-			t.Run("privileged", e.testPrivileged)
-			t.Run("pods-in-a-row", e.testPodsInARow)
+			body(t, &criEnv{c: c, v: strings.ReplaceAll(v, ".", "")})
 		})
 	}
+}
+
+func TestCRI(t *testing.T) {
+	forEachCRIDaemon(t, func(t *testing.T, e *criEnv) {
+		t.Run("images", e.testImages)
+		t.Run("runc-handler", e.testRuncHandler)
+		t.Run("pod-three-containers", e.testPodThreeContainers)
+		t.Run("host-network", e.testHostNetwork)
+		t.Run("exit-status", e.testExitStatus)
+		t.Run("created-never-started", e.testCreatedNeverStarted)
+		t.Run("start-error", e.testStartError)
+		t.Run("container-log", e.testContainerLog)
+		t.Run("runsc-debug-log", e.testRunscDebugLog)
+		t.Run("privileged", e.testPrivileged)
+		t.Run("pods-in-a-row", e.testPodsInARow)
+	})
 }
 
 // testImages: the CRI sees the imported images under their names.
