@@ -2,12 +2,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
 )
 
 // proc is a process seen in /proc.
@@ -19,21 +20,9 @@ type proc struct {
 func (p proc) cmdline() string { return strings.Join(p.argv, " ") }
 
 func listProcs() []proc {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var out []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		out = append(out, proc{pid: pid, argv: strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")})
+	for _, p := range harness.Processes() {
+		out = append(out, proc{pid: p.Pid, argv: p.Argv})
 	}
 	return out
 }

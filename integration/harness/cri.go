@@ -456,6 +456,16 @@ type Process struct {
 	Pid     int
 	Name    string // base name of argv[0]
 	Cmdline string
+	Argv    []string
+}
+
+// Processes lists the host's processes (those whose cmdline is readable).
+func Processes() []Process {
+	var out []Process
+	for _, p := range processes() {
+		out = append(out, Process{Pid: p.pid, Name: filepath.Base(p.argv[0]), Cmdline: p.cmdline, Argv: p.argv})
+	}
+	return out
 }
 
 // ProcessesMentioning lists the processes whose command line contains any
@@ -469,7 +479,7 @@ func ProcessesMentioning(subs ...string) []Process {
 		}
 		for _, s := range subs {
 			if s != "" && strings.Contains(p.cmdline, s) {
-				out = append(out, Process{Pid: p.pid, Name: filepath.Base(p.argv[0]), Cmdline: p.cmdline})
+				out = append(out, Process{Pid: p.pid, Name: filepath.Base(p.argv[0]), Cmdline: p.cmdline, Argv: p.argv})
 				break
 			}
 		}
