@@ -9,7 +9,7 @@ CONTAINERD24_DIR ?= /var/cache/runsc-shim-ci/bin
 CONTAINERD24     ?= $(CONTAINERD24_DIR)/containerd
 export CONTAINERD24
 
-.PHONY: all build install test unit integration demo bench deps containerd24 lint clean
+.PHONY: all build install test unit integration test-race fuzz soak demo bench deps containerd24 lint clean
 
 all: build
 
@@ -36,13 +36,33 @@ containerd24:
 			github.com/containerd/containerd/v2/cmd/ctr@v2.4.2 \
 			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2; fi
 
+# Unit tests always run with the race detector (cgo: gcc comes with `make deps`).
 unit:
-	$(GO) test -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
 
 integration: build
 	$(GO) test -v -count=1 -timeout 40m ./integration/...
 
-test: deps containerd24 lint unit integration
+# The integration suite again against a shim built with -race: any race
+# report written by a shim (GORACE log_path) fails the run.
+test-race: build
+	SHIM_RACE=1 CGO_ENABLED=1 $(GO) test -v -count=1 -timeout 40m ./integration/...
+
+# Every Go fuzz target, briefly (FUZZTIME each); seeds also run in `make unit`.
+FUZZTIME ?= 4s
+FUZZPKGS := ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(FUZZPKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "==> fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done
+
+test: deps containerd24 lint unit fuzz integration
+
+# Long soak outside CI: SOAKFLAGS="-n 1000" or "-duration 30m" (see ./integration/soak).
+soak: deps containerd24 build
+	$(GO) run ./integration/soak -shim $(BIN) $(SOAKFLAGS)
 
 demo: deps containerd24
 	$(GO) run ./integration/demo

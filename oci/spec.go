@@ -102,3 +102,22 @@ func MemoryLimit(spec *specs.Spec) uint64 {
 	}
 	return uint64(*spec.Linux.Resources.Memory.Limit)
 }
+
+// RenameSandbox rewrites the sandbox id in the CRI annotations runsc reads
+// to find a joining container's sandbox (containerd's and CRI-O's) with
+// rename, and reports whether anything changed.
+func RenameSandbox(spec *specs.Spec, rename func(string) string) bool {
+	if spec == nil {
+		return false
+	}
+	changed := false
+	for _, key := range []string{SandboxIDAnnotation, CRIOSandboxIDAnnotation} {
+		if v := spec.Annotations[key]; v != "" {
+			if n := rename(v); n != v {
+				spec.Annotations[key] = n
+				changed = true
+			}
+		}
+	}
+	return changed
+}

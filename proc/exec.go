@@ -34,6 +34,7 @@ type Exec struct {
 	internalPid int
 	io          *processIO
 	console     console.Console
+	consoleIn   stdinFIFO
 	wg          sync.WaitGroup
 }
 
@@ -76,6 +77,9 @@ func (e *Exec) Start(ctx context.Context) error {
 		}
 		name := unknownCapability(err)
 		if name == "" || attempt >= maxCapRetries || !dropProcessCap(ctx, e.spec, name) {
+			// It never ran: a Wait returns now (as with runc, which
+			// reports no exit event for it) and Delete releases it.
+			e.setExited(StartFailedStatus)
 			return err
 		}
 	}
@@ -128,16 +132,25 @@ func (e *Exec) start(ctx context.Context) (retErr error) {
 	if err != nil {
 		return err
 	}
-	if pty != nil {
-		if e.console, err = e.parent.cfg.Platform.CopyConsole(ctx, pty, e.id, e.stdio.Stdin, e.stdio.Stdout, e.stdio.Stderr, &e.wg); err != nil {
-			return fmt.Errorf("copy console: %w", err)
-		}
-	} else if err := e.io.start(ctx, &e.wg); err != nil {
-		return err
-	}
 	ipid, err := runc.ReadPidFile(opts.InternalPidFile)
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("read internal pid of exec")
+	}
+	if pty != nil {
+		e.console, err = copyConsole(ctx, e.parent.cfg.Platform, pty, e.id, e.stdio, &e.wg, &e.consoleIn)
+	} else {
+		err = e.io.start(ctx, &e.wg)
+	}
+	if err != nil {
+		// The process runs but its stdio cannot reach containerd: end it
+		// rather than leave it running untracked.
+		e.abort(ctx, pid, ipid)
+		e.consoleIn.close()
+		if e.console != nil {
+			e.console.Close()
+			e.console = nil
+		}
+		return err
 	}
 	e.mu.Lock()
 	e.pid, e.internalPid = pid, ipid
@@ -146,6 +159,19 @@ func (e *Exec) start(ctx context.Context) (retErr error) {
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// abort kills a process that runsc started but the shim cannot serve: in
+// the sandbox, and its host `runsc exec` (the reaper collects it).
+func (e *Exec) abort(ctx context.Context, pid, ipid int) {
+	if ipid > 0 {
+		if err := e.parent.cfg.Runsc.KillPid(context.WithoutCancel(ctx), e.parent.cfg.ID, ipid, int(unix.SIGKILL)); err != nil {
+			log.G(ctx).WithError(err).WithField("exec", e.id).Warn("kill exec whose stdio failed")
+		}
+	}
+	if pid > 0 {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // writeProcessSpec writes the process spec to a private file in the bundle.
@@ -167,8 +193,8 @@ func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
 }
 
 // SetExited records the exit of the process.
-func (e *Exec) SetExited(status int) {
-	e.setExited(status)
+func (e *Exec) SetExited(status int) bool {
+	return e.setExited(status)
 }
 
 // Kill signals the process inside the sandbox.
@@ -195,6 +221,7 @@ func (e *Exec) Delete(ctx context.Context) error {
 	case Deleted:
 		return fmt.Errorf("exec %s: %w", e.id, errdefs.ErrNotFound)
 	}
+	e.consoleIn.close()
 	if e.console != nil {
 		_ = e.parent.cfg.Platform.ShutdownConsole(ctx, e.console)
 	}
@@ -223,10 +250,9 @@ func (e *Exec) Resize(ws console.WinSize) error {
 
 // CloseIO closes the process's stdin.
 func (e *Exec) CloseIO() error {
+	e.consoleIn.close()
 	if e.io != nil {
-		if in := e.io.io.Stdin(); in != nil {
-			return in.Close()
-		}
+		return e.io.CloseStdin()
 	}
 	return nil
 }

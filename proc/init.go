@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
@@ -47,7 +48,9 @@ type Init struct {
 
 	io      *processIO
 	console console.Console
-	wg      sync.WaitGroup // output copying
+	// consoleIn is stdin copied to the console.
+	consoleIn stdinFIFO
+	wg        sync.WaitGroup // output copying
 }
 
 // NewInit returns an Init that has not been created yet.
@@ -80,6 +83,12 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 		}()
 		if err := mount.All(p.cfg.Rootfs, p.rootfs()); err != nil {
 			return fmt.Errorf("mount rootfs: %w", err)
+		}
+	}
+	if p.cfg.Subcontainer && oci.RenameSandbox(p.cfg.Spec, p.cfg.Runsc.ID) {
+		// runsc finds the sandbox by the id it knows it by.
+		if err := oci.SaveSpec(p.cfg.Bundle, p.cfg.Spec); err != nil {
+			return fmt.Errorf("name the sandbox by its runsc id in the spec: %w", err)
 		}
 	}
 	dropKnownUnknownCaps(ctx, p.cfg.Bundle, p.cfg.Spec)
@@ -136,9 +145,9 @@ func (p *Init) create(ctx context.Context) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("receive console master from runsc: %w", err)
 		}
-		if p.console, err = p.cfg.Platform.CopyConsole(ctx, c, p.cfg.ID, p.cfg.Stdio.Stdin, p.cfg.Stdio.Stdout, p.cfg.Stdio.Stderr, &p.wg); err != nil {
+		if p.console, err = copyConsole(ctx, p.cfg.Platform, c, p.cfg.ID, p.cfg.Stdio, &p.wg, &p.consoleIn); err != nil {
 			c.Close()
-			return fmt.Errorf("copy console: %w", err)
+			return err
 		}
 	} else if err := p.io.start(ctx, &p.wg); err != nil {
 		return err
@@ -206,8 +215,8 @@ func (p *Init) KillCreated(ctx context.Context) error {
 }
 
 // SetExited records the container's exit status.
-func (p *Init) SetExited(status int) {
-	p.setExited(status)
+func (p *Init) SetExited(status int) bool {
+	return p.setExited(status)
 }
 
 // Kill signals the container (all of its processes with all).
@@ -251,10 +260,11 @@ func (p *Init) Delete(ctx context.Context) error {
 		return fmt.Errorf("container %s: %w", p.cfg.ID, errdefs.ErrNotFound)
 	}
 	ctx = context.WithoutCancel(ctx)
-	var firstErr error
 	if err := p.cfg.Runsc.Delete(ctx, p.cfg.ID, true); err != nil && !isNotExist(err) {
-		firstErr = err
+		// Nothing is released: a retry runs runsc delete again.
+		return err
 	}
+	p.consoleIn.close()
 	if p.console != nil {
 		// The epoll console keeps waiting for a slave that may come back;
 		// shut it down so that its copier drains what is left and ends.
@@ -272,7 +282,7 @@ func (p *Init) Delete(ctx context.Context) error {
 	p.mu.Lock()
 	p.status = Deleted
 	p.mu.Unlock()
-	return firstErr
+	return nil
 }
 
 func (p *Init) unmountRootfs(ctx context.Context) {
@@ -294,10 +304,9 @@ func (p *Init) Resize(ws console.WinSize) error {
 
 // CloseIO closes the container's stdin.
 func (p *Init) CloseIO() error {
+	p.consoleIn.close()
 	if p.io != nil {
-		if in := p.io.io.Stdin(); in != nil {
-			return in.Close()
-		}
+		return p.io.CloseStdin()
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package proc
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/containerd/console"
 	"io"
 	"net/url"
 	"os"
@@ -30,12 +32,93 @@ type processIO struct {
 	io    runc.IO
 	copy  bool
 	stdio stdio.Stdio
+	stdin stdinFIFO
 }
 
+// Close releases the pipes and the stdin FIFO.
 func (p *processIO) Close() error {
+	p.stdin.close()
 	if p.io != nil {
 		return p.io.Close()
 	}
+	return nil
+}
+
+// CloseStdin is CloseIO: the process's stdin reaches EOF.
+func (p *processIO) CloseStdin() error {
+	if p.stdin.opened() {
+		// The copy closes the process's stdin pipe when the FIFO ends.
+		p.stdin.close()
+		return nil
+	}
+	if in := p.io.Stdin(); in != nil {
+		return in.Close()
+	}
+	return nil
+}
+
+// stdinFIFO is containerd's stdin FIFO, opened for reading by a copy. Its
+// open waits (on an OS thread) until a writer comes, which may be never: a
+// client whose own stdin was already at EOF closes its end before opening
+// it. Closing the FIFO ends that wait and the copy.
+type stdinFIFO struct {
+	mu     sync.Mutex
+	f      io.Closer
+	closed bool
+}
+
+// open opens the FIFO at path for reading; it returns nil if the FIFO
+// was closed already (CloseIO or Delete came first).
+func (s *stdinFIFO) open(path string) (io.ReadCloser, error) {
+	in, err := fifo.OpenFifo(context.Background(), path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open stdin fifo %q: %w", path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		in.Close()
+		return nil, nil
+	}
+	s.f = in
+	return in, nil
+}
+
+func (s *stdinFIFO) opened() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f != nil || s.closed
+}
+
+// close closes the FIFO once; later calls do nothing.
+func (s *stdinFIFO) close() {
+	s.mu.Lock()
+	f := s.f
+	s.f, s.closed = nil, true
+	s.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+// copyStdin copies containerd's stdin FIFO at path to w until the FIFO ends
+// or is closed, then calls done.
+func (s *stdinFIFO) copyStdin(path string, w io.Writer, done func()) error {
+	in, err := s.open(path)
+	if err != nil {
+		return err
+	}
+	if in == nil {
+		done()
+		return nil
+	}
+	go func() {
+		b := bufPool.Get().(*[]byte)
+		defer bufPool.Put(b)
+		_, _ = io.CopyBuffer(w, in, *b)
+		done()
+		s.close()
+	}()
 	return nil
 }
 
@@ -159,18 +242,8 @@ func (p *processIO) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if p.stdio.Stdin == "" {
 		return nil
 	}
-	in, err := fifo.OpenFifo(context.Background(), p.stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return fmt.Errorf("open stdin fifo %q: %w", p.stdio.Stdin, err)
-	}
-	go func() {
-		b := bufPool.Get().(*[]byte)
-		defer bufPool.Put(b)
-		_, _ = io.CopyBuffer(p.io.Stdin(), in, *b)
-		p.io.Stdin().Close()
-		in.Close()
-	}()
-	return nil
+	pin := p.io.Stdin()
+	return p.stdin.copyStdin(p.stdio.Stdin, pin, func() { pin.Close() })
 }
 
 // sharedWriter closes the underlying file when its last user closes it
@@ -201,4 +274,23 @@ func (s *sharedWriter) Close() error {
 		return nil
 	}
 	return s.WriteCloser.Close()
+}
+
+// copyConsole copies a terminal's output to containerd's stdout (through the
+// platform's epoll console) and containerd's stdin FIFO to the terminal. The
+// shim copies stdin itself, not the platform: the FIFO must be closed at
+// CloseIO and Delete (a FIFO nobody opens for writing would hold a thread
+// forever), and the end of stdin must not shut the terminal down while the
+// process still writes to it.
+func copyConsole(ctx context.Context, platform stdio.Platform, c console.Console, id string, s stdio.Stdio, wg *sync.WaitGroup, in *stdinFIFO) (console.Console, error) {
+	ec, err := platform.CopyConsole(ctx, c, id, "", s.Stdout, s.Stderr, wg)
+	if err != nil {
+		return nil, fmt.Errorf("copy console: %w", err)
+	}
+	if s.Stdin != "" {
+		if err := in.copyStdin(s.Stdin, ec, func() {}); err != nil {
+			return ec, err
+		}
+	}
+	return ec, nil
 }

@@ -29,6 +29,9 @@ const (
 	Deleted Status = "deleted"
 )
 
+// StartFailedStatus is the exit status of an exec whose start failed.
+const StartFailedStatus = 255
+
 // Process is what the task service needs of an init or exec process.
 type Process interface {
 	ID() string
@@ -44,8 +47,10 @@ type Process interface {
 	Delete(ctx context.Context) error
 	Resize(ws console.WinSize) error
 	CloseIO() error
-	// SetExited records the exit status reaped by the shim.
-	SetExited(status int)
+	// SetExited records the exit status reaped by the shim. It reports
+	// false if the process had already exited (or was deleted): an exit is
+	// recorded, and published, once.
+	SetExited(status int) bool
 }
 
 // exitState is the part every process shares: pid, status and exit.
@@ -124,7 +129,10 @@ func checkKillError(err error) error {
 	msg := strings.ToLower(err.Error())
 	if strings.Contains(msg, "not running") || strings.Contains(msg, "no such process") ||
 		strings.Contains(msg, "does not exist") || strings.Contains(msg, "not found") ||
-		strings.Contains(msg, "is stopped") {
+		strings.Contains(msg, "is stopped") ||
+		// The container's state file went with its exit (runsc delete
+		// after the sandbox ended).
+		(strings.Contains(msg, "loading container") && strings.Contains(msg, "no such file or directory")) {
 		return fmt.Errorf("process already finished: %w: %w", err, errdefs.ErrNotFound)
 	}
 	return fmt.Errorf("kill: %w", err)

@@ -46,6 +46,23 @@ type Runsc struct {
 	// Monitor starts and waits for runsc processes. The shim sets the reaper
 	// here, because it is a subreaper and reaps every child itself.
 	Monitor runc.ProcessMonitor
+	// IDSuffix is appended to every container id runsc is given. runsc
+	// resolves ids by prefix (a container "a" cannot be addressed while "ab"
+	// exists); a suffix that containerd's ids never contain (IDSuffix)
+	// makes no runsc id a prefix of another.
+	IDSuffix string
+}
+
+// IDSuffix is the suffix the shim gives runsc ids: containerd identifiers
+// never contain '+', which runsc accepts in ids.
+const IDSuffix = "+"
+
+// ID is the id runsc knows the container id by.
+func (r *Runsc) ID(id string) string {
+	if r.IDSuffix == "" || strings.HasSuffix(id, r.IDSuffix) {
+		return id
+	}
+	return id + r.IDSuffix
 }
 
 // LogPath is the path of runsc's JSON log for this bundle.
@@ -242,7 +259,7 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 	if opts == nil {
 		opts = &CreateOpts{}
 	}
-	cmd := r.cmd(ctx, "create", append(opts.args(r.Bundle), id)...)
+	cmd := r.cmd(ctx, "create", append(opts.args(r.Bundle), r.ID(id))...)
 	return r.runIO(ctx, cmd, "create", opts.IO)
 }
 
@@ -289,13 +306,13 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 // the stdio of `runsc start` itself (pio); the root container got its stdio
 // at create, and pio is nil.
 func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO) error {
-	cmd := r.cmd(ctx, "start", id)
+	cmd := r.cmd(ctx, "start", r.ID(id))
 	return r.runIO(ctx, cmd, "start", pio)
 }
 
 // State runs `runsc state`.
 func (r *Runsc) State(ctx context.Context, id string) (*State, error) {
-	out, err := r.run(r.cmd(ctx, "state", id), "state")
+	out, err := r.run(r.cmd(ctx, "state", r.ID(id)), "state")
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +329,7 @@ func (r *Runsc) Kill(ctx context.Context, id string, sig int, all bool) error {
 	if all {
 		args = append(args, "--all")
 	}
-	args = append(args, id, strconv.Itoa(sig))
+	args = append(args, r.ID(id), strconv.Itoa(sig))
 	_, err := r.run(r.cmd(ctx, "kill", args...), "kill")
 	return err
 }
@@ -323,25 +340,25 @@ func (r *Runsc) Delete(ctx context.Context, id string, force bool) error {
 	if force {
 		args = append(args, "--force")
 	}
-	_, err := r.run(r.cmd(ctx, "delete", append(args, id)...), "delete")
+	_, err := r.run(r.cmd(ctx, "delete", append(args, r.ID(id))...), "delete")
 	return err
 }
 
 // Pause runs `runsc pause`.
 func (r *Runsc) Pause(ctx context.Context, id string) error {
-	_, err := r.run(r.cmd(ctx, "pause", id), "pause")
+	_, err := r.run(r.cmd(ctx, "pause", r.ID(id)), "pause")
 	return err
 }
 
 // Resume runs `runsc resume`.
 func (r *Runsc) Resume(ctx context.Context, id string) error {
-	_, err := r.run(r.cmd(ctx, "resume", id), "resume")
+	_, err := r.run(r.cmd(ctx, "resume", r.ID(id)), "resume")
 	return err
 }
 
 // Wait runs `runsc wait` and returns the container's exit status.
 func (r *Runsc) Wait(ctx context.Context, id string) (int, error) {
-	out, err := r.run(r.cmd(ctx, "wait", id), "wait")
+	out, err := r.run(r.cmd(ctx, "wait", r.ID(id)), "wait")
 	if err != nil {
 		return -1, err
 	}
@@ -397,7 +414,7 @@ func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error
 	defer pidR.Close()
 
 	// The process outlives this request: not bound to its context.
-	cmd := exec.Command(r.command(), r.Args("exec", append(opts.args(), id)...)...)
+	cmd := exec.Command(r.command(), r.Args("exec", append(opts.args(), r.ID(id))...)...)
 	cmd.Dir = r.Bundle
 	if opts.IO != nil {
 		opts.IO.Set(cmd)
@@ -455,14 +472,14 @@ func (r *Runsc) execError(ctx context.Context, status int, off int64) error {
 // KillPid runs `runsc kill --pid <pid> <id> <signal>` for one process,
 // pid being relative to the sandbox's root PID namespace.
 func (r *Runsc) KillPid(ctx context.Context, id string, pid, sig int) error {
-	_, err := r.run(r.cmd(ctx, "kill", "--pid="+strconv.Itoa(pid), id, strconv.Itoa(sig)), "kill")
+	_, err := r.run(r.cmd(ctx, "kill", "--pid="+strconv.Itoa(pid), r.ID(id), strconv.Itoa(sig)), "kill")
 	return err
 }
 
 // Ps runs `runsc ps --format=json`: the pids of the container's processes
 // inside the sandbox.
 func (r *Runsc) Ps(ctx context.Context, id string) ([]int, error) {
-	out, err := r.run(r.cmd(ctx, "ps", "--format=json", id), "ps")
+	out, err := r.run(r.cmd(ctx, "ps", "--format=json", r.ID(id)), "ps")
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func ParseStats(out []byte) (*Stats, error) {
 
 // Stats runs `runsc events --stats` once.
 func (r *Runsc) Stats(ctx context.Context, id string) (*Stats, error) {
-	out, err := r.run(r.cmd(ctx, "events", "--stats", id), "events")
+	out, err := r.run(r.cmd(ctx, "events", "--stats", r.ID(id)), "events")
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -30,6 +31,9 @@ type runscSettings struct {
 	Command string   `json:"command"`
 	Root    string   `json:"root"`
 	Flags   []string `json:"flags,omitempty"`
+	// IDSuffix is what the container's runsc id adds to its id (absent
+	// for containers of shims before it existed).
+	IDSuffix string `json:"id_suffix,omitempty"`
 }
 
 // container is one container served by this shim: its init process and
@@ -88,6 +92,11 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	sandboxID := oci.SandboxID(spec)
+	if sandboxID != "" {
+		if err := validateID("sandbox (from the spec's annotations)", sandboxID); err != nil {
+			return nil, err
+		}
+	}
 	init := proc.NewInit(proc.InitConfig{
 		ID:       r.ID,
 		Bundle:   r.Bundle,
@@ -136,16 +145,17 @@ func newRunsc(cfg *Config, cfgPath, ns, bundle string) (*runsc.Runsc, error) {
 		return nil, fmt.Errorf("create runsc root %s: %w", root, err)
 	}
 	return &runsc.Runsc{
-		Command: binary,
-		Root:    root,
-		Bundle:  bundle,
-		Flags:   cfg.RunscFlags(),
-		Monitor: reaper.Default,
+		Command:  binary,
+		Root:     root,
+		Bundle:   bundle,
+		Flags:    cfg.RunscFlags(),
+		Monitor:  reaper.Default,
+		IDSuffix: runsc.IDSuffix,
 	}, nil
 }
 
 func writeSettings(bundle string, r *runsc.Runsc) error {
-	b, err := json.Marshal(runscSettings{Command: r.Command, Root: r.Root, Flags: r.Flags})
+	b, err := json.Marshal(runscSettings{Command: r.Command, Root: r.Root, Flags: r.Flags, IDSuffix: r.IDSuffix})
 	if err != nil {
 		return err
 	}
@@ -166,15 +176,29 @@ func readSettings(bundle string) (runscSettings, bool) {
 	return s, true
 }
 
+// logSetup is what applyLogConfig did to the shim's logger: one shim
+// serves a pod's containers for weeks, and each Create must not add another
+// hook (and an open file) for the same log_path.
+var logSetup struct {
+	sync.Mutex
+	level string
+	paths map[string]bool
+}
+
 // applyLogConfig applies log_level and log_path from runsc.toml to the shim's
-// logger. Failures are warnings: logging must never fail a container.
+// logger, once per level and path. Failures are warnings: logging must never
+// fail a container.
 func applyLogConfig(ctx context.Context, cfg *Config) {
-	if cfg.LogLevel != "" {
+	logSetup.Lock()
+	defer logSetup.Unlock()
+	if cfg.LogLevel != "" && cfg.LogLevel != logSetup.level {
 		if err := log.SetLevel(cfg.LogLevel); err != nil {
 			log.G(ctx).WithError(err).Warn("set shim log level")
+		} else {
+			logSetup.level = cfg.LogLevel
 		}
 	}
-	if cfg.LogPath == "" {
+	if cfg.LogPath == "" || logSetup.paths[cfg.LogPath] {
 		return
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
@@ -186,6 +210,10 @@ func applyLogConfig(ctx context.Context, cfg *Config) {
 		log.G(ctx).WithError(err).Warn("open shim log file")
 		return
 	}
+	if logSetup.paths == nil {
+		logSetup.paths = make(map[string]bool)
+	}
+	logSetup.paths[cfg.LogPath] = true
 	log.L.Logger.AddHook(&fileHook{f: f})
 }
 
@@ -205,4 +233,31 @@ func (c *container) process(execID string) (proc.Process, error) {
 // delete releases everything the container holds.
 func (c *container) delete(ctx context.Context) error {
 	return c.init.Delete(ctx)
+}
+
+// waitExecs waits, at most d, until every exec of the container that is
+// running has exited (its exit is recorded and published under the
+// lifecycle lock, which the caller takes next).
+func (c *container) waitExecs(d time.Duration) {
+	c.mu.Lock()
+	var running []proc.Process
+	for _, e := range c.execs {
+		if e.Status() == proc.Running {
+			running = append(running, e)
+		}
+	}
+	c.mu.Unlock()
+	if len(running) == 0 {
+		return
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for _, e := range running {
+		select {
+		case <-e.Done():
+		case <-deadline.C:
+			log.L.WithField("id", c.id).WithField("exec", e.ID()).Warn("container exited but its exec did not: reporting the container's exit first")
+			return
+		}
+	}
 }

@@ -26,6 +26,9 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 	if r.ExecID == "" {
 		return nil, errToTTRPC(fmt.Errorf("exec id is required: %w", errdefs.ErrInvalidArgument))
 	}
+	if err := validateID("exec", r.ExecID); err != nil {
+		return nil, errToTTRPC(err)
+	}
 	if r.Spec == nil {
 		return nil, errToTTRPC(fmt.Errorf("exec %q: process spec is required: %w", r.ExecID, errdefs.ErrInvalidArgument))
 	}

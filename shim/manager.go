@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,7 +74,32 @@ func Main() {
 			return NewTaskService(ic.Context, pp.(shim.Publisher), ss.(shutdown.Service))
 		},
 	})
+	// With -debug (containerd's log level is debug), pkg/shim serves this
+	// on the shim's debug socket: goroutine and heap profiles of a
+	// long-lived pod shim (`curl --unix-socket <socket> http://shim/debug/pprof/goroutine?debug=1`).
+	registry.Register(&plugin.Registration{
+		Type: plugins.InternalPlugin,
+		ID:   "pprof",
+		InitFn: func(*plugin.InitContext) (any, error) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, nil
+		},
+	})
 	shim.RunShim(context.Background(), &manager{})
+}
+
+// socketEnv passes the server its socket address, which it removes when it
+// exits (the bundle's address file may be gone by then).
+const socketEnv = "RUNSC_SHIM_SOCKET"
+
+// DebugSocket is the debug (pprof) socket of the shim serving address.
+func DebugSocket(address string) string {
+	return strings.TrimPrefix(address, "unix://") + ".debug"
 }
 
 // startFlags are the flags containerd passes to the `start` action (the same
@@ -225,11 +253,13 @@ func startServer(ctx context.Context, params *bootapi.BootstrapParams) (_ string
 	}
 	args := []string{"-namespace", params.Namespace, "-id", params.InstanceID, "-address", params.ContainerdGrpcAddress}
 	if params.LogLevel <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
-		args = append(args, "-debug")
+		debugSocket := DebugSocket(address)
+		_ = os.Remove(debugSocket) // a dead shim's
+		args = append(args, "-debug", "-debug-socket", debugSocket)
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = bundle
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), socketEnv+"="+address)
 	if params.ContainerdTtrpcAddress != "" && os.Getenv("TTRPC_ADDRESS") == "" {
 		cmd.Env = append(cmd.Env, "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress)
 	}
@@ -299,6 +329,9 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 // removes the container from runsc (killing its sandbox), unmounts the rootfs
 // and the dead shim's socket, and reports the recorded exit (or 137).
 func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	if err := validateID("container", id); err != nil {
+		return shim.StopStatus{}, err
+	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		return shim.StopStatus{}, err
@@ -315,9 +348,10 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	}
 	// Only when runsc still has state for the container (a lost shim): after
 	// a normal Delete this costs nothing.
-	if matches, _ := filepath.Glob(filepath.Join(settings.Root, "*_sandbox:"+id+".state")); len(matches) > 0 {
+	r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags,
+		Monitor: reaper.Default, IDSuffix: settings.IDSuffix}
+	if matches, _ := filepath.Glob(filepath.Join(settings.Root, r.ID(id)+"_sandbox:*.state")); len(matches) > 0 {
 		// pkg/shim reaps every child here too: wait through the reaper.
-		r := &runsc.Runsc{Command: settings.Command, Root: settings.Root, Bundle: bundle, Flags: settings.Flags, Monitor: reaper.Default}
 		if err := r.Delete(ctx, id, true); err != nil {
 			log.G(ctx).WithError(err).Warn("runsc delete")
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	runcshim "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
 	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -47,6 +48,8 @@ type service struct {
 	// not yet in running; creating counts those creations.
 	early    map[int]runc.Exit
 	creating int
+	// reserved are the ids of Creates in progress.
+	reserved map[string]bool
 	// pods are the sandboxes this shim started, by sandbox (root container) id.
 	pods map[string]*pod
 }
@@ -65,12 +68,18 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		containers: make(map[string]*container),
 		running:    make(map[int]runningProc),
 		early:      make(map[int]runc.Exit),
+		reserved:   make(map[string]bool),
 		pods:       make(map[string]*pod),
 	}
 	runc.Monitor = reaper.Default
 	go s.processExits(reaper.Default.Subscribe())
 	sd.RegisterCallback(func(context.Context) error {
 		s.events.close(3 * time.Second)
+		// The socket goes with the shim: containerd's cleanup reads it from
+		// the sandbox bundle, which may be gone by now.
+		if address := os.Getenv(socketEnv); address != "" {
+			_ = shim.RemoveSocket(address)
+		}
 		return platform.Close()
 	})
 	return s, nil
@@ -166,12 +175,19 @@ func (s *service) processExits(ec chan runc.Exit) {
 	}
 }
 
-// handleExit records an exit and publishes /tasks/exit, after the process's
-// /tasks/start (the start path holds the container's lifecycle lock).
+// handleExit records an exit and publishes /tasks/exit, once per process,
+// after the process's /tasks/create or /tasks/start (those paths hold the
+// container's lifecycle lock) and, for a container's init, after the exits
+// of its execs (as the runc shim orders them).
 func (s *service) handleExit(c *container, p proc.Process, status int) {
+	if p == proc.Process(c.init) {
+		c.waitExecs(execExitWait)
+	}
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
-	p.SetExited(status)
+	if !p.SetExited(status) {
+		return
+	}
 	if p == proc.Process(c.init) {
 		s.initExited(c, status)
 	}
@@ -183,6 +199,11 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 		ExitedAt:    protobuf.ToTimestamp(p.ExitedAt()),
 	})
 }
+
+// execExitWait bounds how long a container's exit waits for its execs'
+// exits: they end with the container (runsc exec exits when its process
+// does), so only a wedged runsc makes it expire.
+var execExitWait = 5 * time.Second
 
 // initExited does what a container's end needs before /tasks/exit: the OOM
 // event if the host killed the sandbox for memory (containerd, and CRI's
@@ -208,17 +229,31 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, errToTTRPC(err)
 	}
-	s.mu.Lock()
-	_, exists := s.containers[r.ID]
-	s.mu.Unlock()
-	if exists {
-		return nil, errToTTRPC(fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists))
+	if err := validateID("container", r.ID); err != nil {
+		return nil, errToTTRPC(err)
 	}
+	if r.Checkpoint != "" {
+		return nil, errToTTRPC(fmt.Errorf("create %q from checkpoint %q: restoring a checkpoint is not supported by %s: %w",
+			r.ID, r.Checkpoint, RuntimeName, errdefs.ErrNotImplemented))
+	}
+	if err := s.reserve(r.ID); err != nil {
+		return nil, errToTTRPC(err)
+	}
+	registered := false
+	defer func() {
+		if !registered {
+			s.unreserve(r.ID)
+		}
+	}()
 	c, err := newContainer(ctx, s.platform, ns, r)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
 		return nil, errToTTRPC(err)
 	}
+	// Held until /tasks/create is queued: an exit reaped meanwhile (a
+	// sandbox that dies at once) is published after it.
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
 	}
@@ -228,10 +263,13 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		early  runc.Exit
 		exited bool
 	)
-	if err != nil || c.init.Subcontainer() {
+	switch {
+	case err != nil || c.init.Subcontainer():
 		// A subcontainer's pid is the sandbox's: its exit comes from runsc wait.
 		s.endCreate(nil, nil)
-	} else {
+	default:
+		// The sandbox's cgroup is known before its exit can be handled.
+		s.newPod(ctx, c)
 		early, exited = s.endCreate(c, c.init)
 	}
 	if err != nil {
@@ -239,12 +277,11 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create container")
 		return nil, errToTTRPC(err)
 	}
-	if !c.init.Subcontainer() {
-		s.newPod(ctx, c)
-	}
 	s.mu.Lock()
+	delete(s.reserved, r.ID)
 	s.containers[r.ID] = c
 	s.mu.Unlock()
+	registered = true
 
 	s.events.publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -260,9 +297,36 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		Pid:        uint32(c.init.Pid()),
 	})
 	if exited {
+		// handleExit takes the lifecycle lock after we release it.
 		go s.handleExit(c, c.init, early.Status)
 	}
 	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+// reserve claims a container id for a Create in progress.
+func (s *service) reserve(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, exists := s.containers[id]; exists || s.reserved[id] {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
+	}
+	s.reserved[id] = true
+	return nil
+}
+
+func (s *service) unreserve(id string) {
+	s.mu.Lock()
+	delete(s.reserved, id)
+	s.mu.Unlock()
+}
+
+// validateID rejects an id that could not safely become a path or a runsc
+// argument (containerd's own identifier rules).
+func validateID(kind, id string) error {
+	if err := identifiers.Validate(id); err != nil {
+		return fmt.Errorf("%s id %q: %v: %w", kind, id, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
@@ -308,7 +372,17 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if r.ExecID != "" {
 		return s.deleteExec(ctx, c, r.ExecID, p)
 	}
+	if c.init.Status() == proc.Created {
+		// Never started: end it first, so that its exit is recorded and
+		// published before /tasks/delete.
+		if err := s.killCreated(ctx, c, uint32(syscall.SIGKILL)); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
+		}
+	}
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
 	if err := c.delete(ctx); err != nil {
+		// Still served: a retry deletes it.
 		return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
 	}
 	s.leavePod(c)
@@ -320,6 +394,38 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Unlock()
 	return s.deleted(c, "", p), nil
 }
+
+// killCreated ends a container that was created but never started (runsc
+// cannot signal it: it is removed from runsc) and returns once its exit has
+// been published. A root container's exit is its sandbox's, reaped; a
+// joining container's is reported here as killed by sig.
+func (s *service) killCreated(ctx context.Context, c *container, sig uint32) error {
+	if err := c.init.KillCreated(ctx); err != nil {
+		if c.init.Status() != proc.Created {
+			return nil // started or exited meanwhile
+		}
+		return err
+	}
+	status := 128 + int(sig)
+	if !c.init.Subcontainer() {
+		select {
+		case <-c.init.Done():
+			// handleExit has recorded it; wait for it to be published.
+			c.lifecycle.Lock()
+			c.lifecycle.Unlock() //nolint:staticcheck // a barrier, not a critical section
+			return nil
+		case <-time.After(createdExitWait):
+			log.G(ctx).WithField("id", c.id).Warn("sandbox of a deleted created container not reaped in time: reporting it killed")
+			status = 128 + int(syscall.SIGKILL)
+		}
+	}
+	s.handleExit(c, c.init, status)
+	return nil
+}
+
+// createdExitWait bounds the wait for the reaper to report the sandbox of a
+// never-started container that runsc delete killed.
+var createdExitWait = 10 * time.Second
 
 // deleted publishes /tasks/delete for a deleted process (execID "" for the
 // container) and returns the Delete answer.
@@ -366,17 +472,17 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Em
 	}
 	if r.ExecID == "" && p.Status() == proc.Created {
 		// Never started (e.g. its start failed): runsc cannot signal it,
-		// so it is removed. A joining container's exit is reported here; a
-		// root container's comes from reaping its sandbox.
-		if err := c.init.KillCreated(ctx); err != nil {
+		// so it is removed and its exit reported.
+		if err := s.killCreated(ctx, c, r.Signal); err != nil {
 			return nil, errToTTRPC(fmt.Errorf("kill created container %q: %w", r.ID, err))
-		}
-		if c.init.Subcontainer() {
-			go s.handleExit(c, c.init, 128+int(r.Signal))
 		}
 		return empty, nil
 	}
 	if err := p.Kill(ctx, r.Signal, r.All); err != nil {
+		if st := p.Status(); (st == proc.Stopped || st == proc.Deleted) && !errdefs.IsNotFound(err) {
+			// It exited while runsc was signalling it.
+			err = fmt.Errorf("kill %q: process already finished: %w", r.ID, errdefs.ErrNotFound)
+		}
 		return nil, errToTTRPC(err)
 	}
 	return empty, nil
@@ -398,9 +504,15 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 	}, nil
 }
 
+// Pause freezes a container. runsc pauses a whole sandbox (its kernel), so
+// a container that shares a sandbox with others (a pod's) cannot be paused
+// alone: that is refused, never reported wrongly.
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := s.checkWholeSandbox(c, "pause"); err != nil {
 		return nil, errToTTRPC(err)
 	}
 	if err := c.init.Pause(ctx); err != nil {
@@ -420,6 +532,23 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 	}
 	s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
 	return empty, nil
+}
+
+// checkWholeSandbox refuses op on c unless c is alone in its sandbox.
+func (s *service) checkWholeSandbox(c *container, op string) error {
+	if c.init.Subcontainer() {
+		return fmt.Errorf("cannot %s %q: it shares gVisor sandbox %q with its pod, and runsc can only %s the whole sandbox: %w",
+			op, c.id, c.sandboxID, op, errdefs.ErrFailedPrecondition)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.containers {
+		if o != c && o.init.Subcontainer() && o.sandboxID == c.id {
+			return fmt.Errorf("cannot %s %q: container %q runs in the same gVisor sandbox, and runsc can only %s the whole sandbox: %w",
+				op, c.id, o.id, op, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
 }
 
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
