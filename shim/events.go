@@ -24,6 +24,9 @@ type eventQueue struct {
 	ch        chan queuedEvent
 	done      chan struct{}
 	closeOnce sync.Once
+	// mu orders publishing against closing (no send on a closed channel).
+	mu     sync.RWMutex
+	closed bool
 }
 
 type queuedEvent struct {
@@ -44,12 +47,13 @@ func newEventQueue(ctx context.Context, p shim.Publisher) *eventQueue {
 }
 
 func (q *eventQueue) publish(topic string, e events.Event) {
-	defer func() {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
 		// Publishing after shutdown is dropped, not a crash.
-		if recover() != nil {
-			log.G(q.ctx).WithField("topic", topic).Warn("event dropped: shim is shutting down")
-		}
-	}()
+		log.G(q.ctx).WithField("topic", topic).Warn("event dropped: shim is shutting down")
+		return
+	}
 	q.ch <- queuedEvent{topic: topic, event: e}
 }
 
@@ -65,7 +69,12 @@ func (q *eventQueue) run() {
 // close stops taking events, waits (bounded) until the queued ones are
 // sent, and closes the publisher.
 func (q *eventQueue) close(timeout time.Duration) {
-	q.closeOnce.Do(func() { close(q.ch) })
+	q.closeOnce.Do(func() {
+		q.mu.Lock()
+		q.closed = true
+		close(q.ch)
+		q.mu.Unlock()
+	})
 	select {
 	case <-q.done:
 	case <-time.After(timeout):

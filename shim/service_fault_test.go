@@ -1,0 +1,624 @@
+package shim
+
+// Fault-injection and race tests of the task service against a fake runsc
+// (testdata/fake-runsc): real reaping, real events, exact event sequences.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	apitask "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+)
+
+func TestMain(m *testing.M) {
+	// As in the shim: a subreaper whose SIGCHLD handler reaps everything,
+	// so the fake's "sandboxes" come back to the service as exits.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "set subreaper:", err)
+		os.Exit(1)
+	}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, unix.SIGCHLD)
+	go func() {
+		for range sigs {
+			_ = reaper.Reap()
+		}
+	}()
+	os.Exit(m.Run())
+}
+
+// recorded is one published event, reduced to what the tests compare.
+type recorded struct {
+	topic  string
+	id     string
+	execID string
+	status uint32
+}
+
+func (r recorded) String() string {
+	s := strings.TrimPrefix(r.topic, "/tasks/") + " " + r.id
+	if r.execID != "" {
+		s += "/" + r.execID
+	}
+	if strings.HasSuffix(r.topic, "exit") || strings.HasSuffix(r.topic, "delete") {
+		s += fmt.Sprintf(" %d", r.status)
+	}
+	return s
+}
+
+type recPublisher struct {
+	mu  sync.Mutex
+	evs []recorded
+}
+
+func (p *recPublisher) Publish(_ context.Context, topic string, ev events.Event) error {
+	r := recorded{topic: topic}
+	switch e := ev.(type) {
+	case *eventstypes.TaskCreate:
+		r.id = e.ContainerID
+	case *eventstypes.TaskStart:
+		r.id = e.ContainerID
+	case *eventstypes.TaskExit:
+		r.id, r.status = e.ContainerID, e.ExitStatus
+		if e.ID != e.ContainerID {
+			r.execID = e.ID
+		}
+	case *eventstypes.TaskDelete:
+		r.id, r.execID, r.status = e.ContainerID, e.ID, e.ExitStatus
+	case *eventstypes.TaskExecAdded:
+		r.id, r.execID = e.ContainerID, e.ExecID
+	case *eventstypes.TaskExecStarted:
+		r.id, r.execID = e.ContainerID, e.ExecID
+	case *eventstypes.TaskPaused:
+		r.id = e.ContainerID
+	case *eventstypes.TaskResumed:
+		r.id = e.ContainerID
+	case *eventstypes.TaskOOM:
+		r.id = e.ContainerID
+	}
+	p.mu.Lock()
+	p.evs = append(p.evs, r)
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *recPublisher) Close() error { return nil }
+
+// of lists the events of container id (execs included), as strings.
+func (p *recPublisher) of(id string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.evs {
+		if e.id == id {
+			out = append(out, e.String())
+		}
+	}
+	return out
+}
+
+type faultEnv struct {
+	t    *testing.T
+	s    *service
+	pub  *recPublisher
+	ctl  string
+	root string
+	opts *runtimeoptions.Options
+	ctx  context.Context
+}
+
+func newFaultEnv(t *testing.T) *faultEnv {
+	t.Helper()
+	fake, err := filepath.Abs("testdata/fake-runsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	env := &faultEnv{t: t, pub: &recPublisher{}, ctl: filepath.Join(dir, "ctl"), root: filepath.Join(dir, "root")}
+	if err := os.MkdirAll(env.ctl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAKE_RUNSC_CTL", env.ctl)
+	cfg := filepath.Join(dir, "runsc.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("binary_name = %q\nroot = %q\n", fake, env.root)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.opts = &runtimeoptions.Options{TypeUrl: runscOptionsType, ConfigPath: cfg}
+	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "fault"))
+	ctx, sd := shutdown.WithShutdown(ctx)
+	svc, err := NewTaskService(ctx, env.pub, sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.s, env.ctx = svc.(*service), ctx
+	t.Cleanup(func() {
+		// Nothing the fake started may outlive a test.
+		env.killAll()
+		sd.Shutdown()
+		cancel()
+	})
+	return env
+}
+
+// fault arms a fault file of the fake runsc.
+func (e *faultEnv) fault(name string) {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.ctl, name), nil, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *faultEnv) clear(name string) { os.Remove(filepath.Join(e.ctl, name)) }
+
+func (e *faultEnv) calls() string {
+	b, _ := os.ReadFile(filepath.Join(e.ctl, "calls"))
+	return string(b)
+}
+
+// livePids are the fake's sandboxes and execs still alive.
+func (e *faultEnv) livePids() []int {
+	var pids []int
+	files, _ := filepath.Glob(filepath.Join(e.root, "fault", "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 && unix.Kill(pid, 0) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func (e *faultEnv) killAll() {
+	for _, pid := range e.livePids() {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// bundle writes a bundle for id; sandbox != "" makes it a pod container
+// joining that sandbox (CRI annotations).
+func (e *faultEnv) bundle(id, sandbox string) string {
+	e.t.Helper()
+	b := filepath.Join(e.t.TempDir(), id)
+	if err := os.MkdirAll(b, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"}, Root: &specs.Root{Path: "rootfs"}}
+	if sandbox != "" {
+		spec.Annotations = map[string]string{oci.ContainerTypeAnnotation: "container", oci.SandboxIDAnnotation: sandbox}
+	}
+	j, err := json.Marshal(spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b, "config.json"), j, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *faultEnv) createReq(id, sandbox string) *taskAPI.CreateTaskRequest {
+	o, err := typeurl.MarshalAnyToProto(e.opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &taskAPI.CreateTaskRequest{ID: id, Bundle: e.bundle(id, sandbox), Options: o}
+}
+
+func (e *faultEnv) create(id, sandbox string) {
+	e.t.Helper()
+	if _, err := e.s.Create(e.ctx, e.createReq(id, sandbox)); err != nil {
+		e.t.Fatalf("create %s: %v", id, err)
+	}
+}
+
+func (e *faultEnv) start(id string) {
+	e.t.Helper()
+	if _, err := e.s.Start(e.ctx, &taskAPI.StartRequest{ID: id}); err != nil {
+		e.t.Fatalf("start %s: %v", id, err)
+	}
+}
+
+// waitEvents waits until container id has exactly want published, then
+// checks that nothing more comes for a moment.
+func (e *faultEnv) waitEvents(id string, want ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := e.pub.of(id)
+		if strings.Join(got, "|") == strings.Join(want, "|") {
+			break
+		}
+		if len(got) > len(want) || time.Now().After(deadline) {
+			e.t.Fatalf("events of %s:\n got  %q\n want %q", id, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := e.pub.of(id); len(got) != len(want) {
+		e.t.Fatalf("events of %s after the expected ones: %q", id, got)
+	}
+}
+
+func (e *faultEnv) noneLeft() {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.livePids()) > 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("processes left behind: %v", e.livePids())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.s.mu.Lock()
+	n := len(e.s.containers) + len(e.s.reserved)
+	e.s.mu.Unlock()
+	if n != 0 {
+		e.t.Fatalf("%d containers still served", n)
+	}
+}
+
+func wantKind(t *testing.T, err error, is func(error) bool, kind string) {
+	t.Helper()
+	if err == nil || !is(errgrpc.ToNative(err)) {
+		t.Fatalf("want a %s error, got %v", kind, err)
+	}
+}
+
+func TestFaultCreateFailsAfterSandboxStarted(t *testing.T) {
+	e := newFaultEnv(t)
+	e.fault("create-fail-after-sandbox")
+	_, err := e.s.Create(e.ctx, e.createReq("c1", ""))
+	if err == nil || !strings.Contains(err.Error(), "fake failure after the sandbox started") {
+		t.Fatalf("want runsc's own error, got %v", err)
+	}
+	if !strings.Contains(e.calls(), "delete --force c1+") {
+		t.Fatalf("the half-made sandbox was not deleted; calls:\n%s", e.calls())
+	}
+	e.noneLeft()
+	e.waitEvents("c1")
+	// The id is free again.
+	e.clear("create-fail-after-sandbox")
+	e.create("c1", "")
+	e.waitEvents("c1", "create c1")
+}
+
+func TestFaultSandboxDiesAtCreate(t *testing.T) {
+	e := newFaultEnv(t)
+	e.fault("create-die")
+	e.create("c1", "")
+	e.waitEvents("c1", "create c1", "exit c1 7")
+	r, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != 7 || r.ExitedAt.AsTime().IsZero() {
+		t.Fatalf("delete answer: status %d at %v", r.ExitStatus, r.ExitedAt.AsTime())
+	}
+	e.waitEvents("c1", "create c1", "exit c1 7", "delete c1 7")
+	e.noneLeft()
+}
+
+func TestFaultDeleteCreatedRootContainer(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	r, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != 137 || r.ExitedAt.AsTime().IsZero() {
+		t.Fatalf("delete answer: status %d at %v", r.ExitStatus, r.ExitedAt.AsTime())
+	}
+	e.waitEvents("c1", "create c1", "exit c1 137", "delete c1 137")
+	e.noneLeft()
+}
+
+func TestFaultDoubleKillOfCreatedPodContainer(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("pod", "")
+	e.start("pod")
+	ctrReq := e.createReq("ctr", "pod")
+	if _, err := e.s.Create(e.ctx, ctrReq); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "ctr", Signal: uint32(syscall.SIGKILL)})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+			t.Fatalf("kill: %v", err)
+		}
+	}
+	e.waitEvents("ctr", "create ctr", "exit ctr 137")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "ctr"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("ctr", "create ctr", "exit ctr 137", "delete ctr 137")
+	// The subcontainer's spec names the sandbox by its runsc id.
+	spec, err := oci.LoadSpec(ctrReq.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.Annotations[oci.SandboxIDAnnotation]; got != "pod+" {
+		t.Fatalf("sandbox annotation for runsc = %q, want pod+", got)
+	}
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "pod", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("pod", "create pod", "start pod", "exit pod 137")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod"}); err != nil {
+		t.Fatal(err)
+	}
+	e.noneLeft()
+}
+
+func TestFaultKillRacingExit(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	pids := e.livePids()
+	if len(pids) != 1 {
+		t.Fatalf("sandboxes: %v", pids)
+	}
+	// The sandbox is ending: runsc no longer has its state, the shim has
+	// not reaped it yet. A kill then is of a finished process: NotFound,
+	// which CRI's StopPodSandbox takes as done.
+	os.Remove(filepath.Join(e.root, "fault", "c1+.pid"))
+	_, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGTERM)})
+	wantKind(t, err, errdefs.IsNotFound, "NotFound")
+	_ = unix.Kill(pids[0], unix.SIGTERM)
+	e.waitEvents("c1", "create c1", "start c1", "exit c1 143")
+	_, err = e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGTERM)})
+	wantKind(t, err, errdefs.IsNotFound, "NotFound")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.noneLeft()
+}
+
+func TestFaultDeleteFailsThenSucceeds(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
+	e.fault("delete-fail.once")
+	_, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"})
+	if err == nil || !strings.Contains(err.Error(), "fake delete failure") {
+		t.Fatalf("want runsc's delete error, got %v", err)
+	}
+	st, err := e.s.State(e.ctx, &taskAPI.StateRequest{ID: "c1"})
+	if err != nil || st.Status != apitask.Status_STOPPED {
+		t.Fatalf("after a failed delete: %v %v", st, err)
+	}
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "exit c1 137", "delete c1 137")
+	e.noneLeft()
+}
+
+func TestFaultStartKilled(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.fault("start-sigkill.once")
+	if _, err := e.s.Start(e.ctx, &taskAPI.StartRequest{ID: "c1"}); err == nil || !strings.Contains(err.Error(), "runsc start") {
+		t.Fatalf("want a runsc start error, got %v", err)
+	}
+	st, err := e.s.State(e.ctx, &taskAPI.StateRequest{ID: "c1"})
+	if err != nil || st.Status != apitask.Status_CREATED {
+		t.Fatalf("after a killed start: %v %v", st, err)
+	}
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("c1", "create c1", "exit c1 137", "delete c1 137")
+	e.noneLeft()
+}
+
+func TestFaultRunscHangsPastDeadline(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	e.fault("hang-kill-signal")
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	_, err := e.s.Kill(ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGTERM)})
+	if err == nil {
+		t.Fatal("kill with a hung runsc succeeded")
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("kill returned after %v, past its deadline", d)
+	}
+	e.clear("hang-kill-signal")
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.noneLeft()
+}
+
+func TestFaultGarbageFromRunsc(t *testing.T) {
+	e := newFaultEnv(t)
+	e.fault("garbage-create")
+	_, err := e.s.Create(e.ctx, e.createReq("c1", ""))
+	if err == nil || !strings.Contains(err.Error(), "runsc create") {
+		t.Fatalf("want an error naming runsc create, got %v", err)
+	}
+	e.noneLeft()
+	e.clear("garbage-create")
+	e.create("c1", "")
+	e.start("c1")
+	e.fault("garbage-ps")
+	if _, err := e.s.Pids(e.ctx, &taskAPI.PidsRequest{ID: "c1"}); err == nil || !strings.Contains(err.Error(), "runsc ps") {
+		t.Fatalf("want an error naming runsc ps, got %v", err)
+	}
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.noneLeft()
+}
+
+func execReq(t *testing.T, id, execID string) *taskAPI.ExecProcessRequest {
+	t.Helper()
+	spec, err := typeurl.MarshalAnyToProto(&specs.Process{Args: []string{"true"}, Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &taskAPI.ExecProcessRequest{ID: id, ExecID: execID, Spec: spec}
+}
+
+func TestFaultExecStartFailsWaitReturns(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	if _, err := e.s.Exec(e.ctx, execReq(t, "c1", "e1")); err != nil {
+		t.Fatal(err)
+	}
+	e.fault("exec-fail")
+	if _, err := e.s.Start(e.ctx, &taskAPI.StartRequest{ID: "c1", ExecID: "e1"}); err == nil || !strings.Contains(err.Error(), "fake exec failure") {
+		t.Fatalf("want runsc's exec error, got %v", err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	w, err := e.s.Wait(ctx, &taskAPI.WaitRequest{ID: "c1", ExecID: "e1"})
+	if err != nil {
+		t.Fatalf("wait on a failed exec: %v", err)
+	}
+	if w.ExitStatus != 255 {
+		t.Fatalf("failed exec exit status %d", w.ExitStatus)
+	}
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1", ExecID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.clear("exec-fail")
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "exec-added c1/e1", "delete c1/e1 255", "exit c1 137")
+}
+
+func TestFaultExecExitsBeforeInitExit(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	for _, id := range []string{"e1", "e2"} {
+		if _, err := e.s.Exec(e.ctx, execReq(t, "c1", id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.s.Start(e.ctx, &taskAPI.StartRequest{ID: "c1", ExecID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sandbox and its execs end together, the sandbox first.
+	sandbox, _ := os.ReadFile(filepath.Join(e.root, "fault", "c1+.pid"))
+	var pid int
+	if _, err := fmt.Sscan(string(sandbox), &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	e.killAll()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.pub.of("c1")) < 9 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := e.pub.of("c1")
+	if len(got) != 9 || !strings.HasPrefix(got[8], "exit c1 ") {
+		t.Fatalf("init's exit must come after its execs' exits: %q", got)
+	}
+}
+
+func TestInvalidIDsRejected(t *testing.T) {
+	e := newFaultEnv(t)
+	req := e.createReq("ok", "")
+	req.ID = "../../../../tmp/x"
+	_, err := e.s.Create(e.ctx, req)
+	wantKind(t, err, errdefs.IsInvalidArgument, "InvalidArgument")
+
+	e.create("c1", "")
+	e.start("c1")
+	for _, id := range []string{"../../../../tmp/pwnedB", "a/b", "..", "x\x00y"} {
+		_, err := e.s.Exec(e.ctx, execReq(t, "c1", id))
+		wantKind(t, err, errdefs.IsInvalidArgument, "InvalidArgument for exec id "+id)
+	}
+	if _, err := os.Stat("/tmp/pwnedB.ipid"); err == nil {
+		t.Fatal("/tmp/pwnedB.ipid written")
+	}
+	if !strings.Contains(e.calls(), "start c1+") || strings.Contains(e.calls(), "exec ") {
+		t.Fatalf("runsc calls:\n%s", e.calls())
+	}
+}
+
+func TestCreateFromCheckpointRefused(t *testing.T) {
+	e := newFaultEnv(t)
+	req := e.createReq("c1", "")
+	req.Checkpoint = t.TempDir()
+	_, err := e.s.Create(e.ctx, req)
+	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented")
+	if e.calls() != "" {
+		t.Fatalf("runsc ran for a refused restore:\n%s", e.calls())
+	}
+	e.noneLeft()
+}
+
+func TestPauseOfPodMemberRefused(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("pod", "")
+	e.start("pod")
+	e.create("ctr", "pod")
+	for _, id := range []string{"ctr", "pod"} {
+		_, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: id})
+		wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for "+id)
+		if !strings.Contains(err.Error(), "whole sandbox") {
+			t.Fatalf("pause %s: %v", id, err)
+		}
+	}
+	if strings.Contains(e.calls(), "pause") {
+		t.Fatalf("runsc pause ran:\n%s", e.calls())
+	}
+}
