@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,9 +29,29 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	var raceDir string
+	if harness.RaceShim() {
+		// Every shim (started by containerd, which inherits this
+		// environment) writes its race reports here.
+		var err error
+		if raceDir, err = os.MkdirTemp("", "runsc-shim-race"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Setenv("GORACE", "log_path="+raceDir+"/race halt_on_error=0")
+	}
 	code := m.Run()
 	if shimDir != "" {
 		os.RemoveAll(shimDir)
+	}
+	if raceDir != "" {
+		if reports := harness.RaceReports(raceDir); len(reports) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: %d race report(s) from shims built with -race:\n%s\n", len(reports), strings.Join(reports, "\n"))
+			code = 1
+		} else {
+			fmt.Println("race detector: no reports from the shims")
+		}
+		os.RemoveAll(raceDir)
 	}
 	os.Exit(code)
 }

@@ -437,29 +437,49 @@ func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error
 		status, _ := m.Wait(cmd, ec)
 		exited <- status
 	}()
-	started := make(chan error, 1)
+	type pidRead struct {
+		b   []byte
+		err error
+	}
+	started := make(chan pidRead, 1)
 	go func() {
-		b := make([]byte, 32)
-		_, err := pidR.Read(b)
-		started <- err
+		b := make([]byte, 64)
+		n, err := pidR.Read(b)
+		started <- pidRead{b[:n], err}
 	}()
-	select {
-	case err := <-started:
-		if err != nil {
-			_ = cmd.Process.Kill()
-			return 0, fmt.Errorf("runsc exec: read pid fifo: %w", err)
-		}
+	ok := func() (int, error) {
 		if c, ok := opts.IO.(runc.StartCloser); ok {
 			_ = c.CloseAfterStart()
 		}
 		return cmd.Process.Pid, nil
+	}
+	select {
+	case rd := <-started:
+		if rd.err != nil {
+			_ = cmd.Process.Kill()
+			return 0, fmt.Errorf("runsc exec: read pid fifo: %w", rd.err)
+		}
+		return ok()
 	case status := <-exited:
+		// runsc is gone: it either wrote its pid (the process ran and has
+		// already exited) or failed. A marker written after whatever runsc
+		// wrote tells which, without racing the reader.
+		if _, err := pidR.Write([]byte{execFailedMarker}); err != nil {
+			return 0, fmt.Errorf("runsc exec: write pid fifo: %w", err)
+		}
+		if rd := <-started; rd.err == nil && len(rd.b) > 0 && rd.b[0] != execFailedMarker {
+			return ok()
+		}
 		return 0, r.execError(ctx, status, off)
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		return 0, fmt.Errorf("runsc exec: %w", ctx.Err())
 	}
 }
+
+// execFailedMarker is what Exec writes into the pid FIFO after runsc exited:
+// runsc writes digits.
+const execFailedMarker = '!'
 
 func (r *Runsc) execError(ctx context.Context, status int, off int64) error {
 	e := r.newError("exec", status, off, nil)

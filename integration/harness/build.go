@@ -84,8 +84,15 @@ func BuildShim(dir string, logf Logf) (string, error) {
 	}
 	out := filepath.Join(dir, ShimBinaryName)
 	logf.printf("building %s from %s", out, root)
-	cmd := exec.Command(goTool(), "build", "-o", out, "./cmd/"+ShimBinaryName)
+	args := []string{"build", "-o", out}
+	if RaceShim() {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool(), append(args, "./cmd/"+ShimBinaryName)...)
 	cmd.Dir = root
+	if RaceShim() {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
 	cmd.Stderr = &buf
@@ -93,4 +100,22 @@ func BuildShim(dir string, logf Logf) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/%s: %w\n%s", ShimBinaryName, err, buf.String())
 	}
 	return out, nil
+}
+
+// RaceShim reports whether SHIM_RACE asks for a shim built with -race (make
+// test-race). Its reports go where GORACE's log_path says: see
+// RaceReports.
+func RaceShim() bool { return os.Getenv("SHIM_RACE") != "" }
+
+// RaceReports returns the race detector reports written under dir by
+// shims run with GORACE=log_path=<dir>/race.
+func RaceReports(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "race.*"))
+	var out []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && len(b) > 0 {
+			out = append(out, f+":\n"+string(b))
+		}
+	}
+	return out
 }
