@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"regexp"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -99,12 +100,27 @@ func sandboxID(annotations map[string]string) string {
 }
 
 // GroupID returns the id that groups containers into one shim: the sandbox id
-// from the annotations, or id itself for a container outside any pod.
+// from the annotations, or id itself for a container outside any pod. A
+// sandbox id that is not a valid containerd identifier (e.g. "../other-ns/pod",
+// which would alias another namespace's shim socket) is ignored: the
+// container gets a shim of its own, where Create rejects the annotation.
 func GroupID(annotations map[string]string, id string) string {
-	if s := sandboxID(annotations); s != "" {
+	if s := sandboxID(annotations); s != "" && validID(s) {
 		return s
 	}
 	return id
+}
+
+// identifierRe and maxIDLength are containerd's pkg/identifiers rule (kept
+// here so that oci imports only the runtime spec; a test checks they agree).
+var identifierRe = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
+
+const maxIDLength = 76
+
+// validID reports whether s is a valid containerd identifier: no "/", never
+// "." or "..".
+func validID(s string) bool {
+	return s != "" && len(s) <= maxIDLength && identifierRe.MatchString(s)
 }
 
 // Pod-level resources containerd's CRI sets on the sandbox container's spec

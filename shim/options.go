@@ -175,6 +175,25 @@ func parseConfig(b []byte, name string) (*Config, error) {
 		}
 	}
 
+	// A NUL byte cannot be in an argv element or a path (every runsc call
+	// would fail with EINVAL); runsc --root and the shim's log file are
+	// resolved from the bundle directory if relative, a different place
+	// for every container of a pod.
+	for _, f := range []struct{ key, v string }{
+		{"binary_name", fc.BinaryName}, {"root", fc.Root}, {"log_level", fc.LogLevel},
+		{"log_path", fc.LogPath}, {"shim_cgroup", fc.ShimCgroup},
+	} {
+		if strings.ContainsRune(f.v, 0) {
+			return nil, invalid("%s %q contains a NUL byte", f.key, f.v)
+		}
+	}
+	if fc.Root != "" && !filepath.IsAbs(fc.Root) {
+		return nil, invalid("root %q is not an absolute path", fc.Root)
+	}
+	if fc.LogPath != "" && !filepath.IsAbs(fc.LogPath) {
+		return nil, invalid("log_path %q is not an absolute path", fc.LogPath)
+	}
+
 	if fc.LogLevel != "" {
 		if _, err := logrus.ParseLevel(fc.LogLevel); err != nil {
 			return nil, invalid("log_level %q is not one of trace, debug, info, warn, error, fatal, panic", fc.LogLevel)
@@ -206,6 +225,9 @@ func parseConfig(b []byte, name string) (*Config, error) {
 		v, err := flagValue(fc.RunscConfig[k])
 		if err != nil {
 			return nil, invalid("[runsc_config] %s: %v", k, err)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, invalid("[runsc_config] %s: value %q contains a NUL byte", k, v)
 		}
 		c.RunscConfig[k] = v
 	}
