@@ -192,6 +192,16 @@ func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
 	return f.Name(), nil
 }
 
+// DrainOutput copies what is left of the process's output to containerd
+// (and ends a terminal's copy); see drainConsole and drainPipes.
+func (e *Exec) DrainOutput() {
+	if e.console != nil {
+		drainConsole(e.parent.cfg.Platform, e.console, &e.wg)
+		return
+	}
+	drainPipes(e.io, &e.wg)
+}
+
 // SetExited records the exit of the process.
 func (e *Exec) SetExited(status int) bool {
 	return e.setExited(status)

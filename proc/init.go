@@ -214,6 +214,20 @@ func (p *Init) KillCreated(ctx context.Context) error {
 	return nil
 }
 
+// DrainOutput copies what is left of the container's output to containerd
+// (and ends a terminal's copy); see drainConsole and drainPipes.
+func (p *Init) DrainOutput() {
+	if p.cfg.Subcontainer && p.Status() == Created {
+		// Its stdio goes to runsc at start: nothing was ever written.
+		return
+	}
+	if p.console != nil {
+		drainConsole(p.cfg.Platform, p.console, &p.wg)
+		return
+	}
+	drainPipes(p.io, &p.wg)
+}
+
 // SetExited records the container's exit status.
 func (p *Init) SetExited(status int) bool {
 	return p.setExited(status)

@@ -51,6 +51,11 @@ type Process interface {
 	// false if the process had already exited (or was deleted): an exit is
 	// recorded, and published, once.
 	SetExited(status int) bool
+	// DrainOutput waits (bounded) until the output of an exited process
+	// has reached containerd: a terminal's copier ends with its pty
+	// drained. Call it before SetExited: containerd's client stops reading
+	// as soon as it sees the exit.
+	DrainOutput()
 }
 
 // exitState is the part every process shares: pid, status and exit.

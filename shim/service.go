@@ -183,6 +183,9 @@ func (s *service) handleExit(c *container, p proc.Process, status int) {
 	if p == proc.Process(c.init) {
 		c.waitExecs(execExitWait)
 	}
+	// Before the exit is visible (Wait, /tasks/exit): containerd's client
+	// closes its end of the stdout FIFO as soon as it sees it.
+	p.DrainOutput()
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
 	if !p.SetExited(status) {
