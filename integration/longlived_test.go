@@ -200,22 +200,27 @@ func TestLongLivedPodShim(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("after warm-up: %v", base)
-		for i := 0; i < longLivedExecs; i++ {
+		execs, cycles := longLivedExecs, longLivedCycles
+		if harness.RaceShim() {
+			// A -race shim is several times slower: fewer rounds, same bounds.
+			execs, cycles = longLivedExecs/5, longLivedCycles/5
+		}
+		for i := 0; i < execs; i++ {
 			execOnce(1000 + i)
 		}
 		afterExecs, err := measureShim(shimPid, debugSocket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("after %d execs: %v", longLivedExecs, afterExecs)
-		for i := 0; i < longLivedCycles; i++ {
+		t.Logf("after %d execs: %v", execs, afterExecs)
+		for i := 0; i < cycles; i++ {
 			cycle(1000 + i)
 		}
 		end, err := measureShim(shimPid, debugSocket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("after %d containers: %v", longLivedCycles, end)
+		t.Logf("after %d containers: %v", cycles, end)
 		for _, u := range []shimUsage{afterExecs, end} {
 			if u.fds > base.fds+maxFDGrowth || u.goroutines > base.goroutines+maxGoroutineGrowth ||
 				u.threads > base.threads+maxThreadGrowth || u.rss > base.rss+maxRSSGrowth {
