@@ -80,6 +80,10 @@ func (s *service) deleteExec(ctx context.Context, c *container, execID string, p
 	c.mu.Lock()
 	delete(c.execs, execID)
 	c.mu.Unlock()
+	// Its /tasks/exit is queued under the lifecycle lock: /tasks/delete
+	// comes after it.
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
 	return s.deleted(c, execID, p), nil
 }
 
