@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -160,6 +161,7 @@ func (r *Runsc) startWait(cmd *exec.Cmd) (int, error) {
 		return -1, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	status, err := m.Wait(cmd, ec)
+	releaseProcess(cmd)
 	if err != nil {
 		// go-runc's default monitor reports a non-zero exit as an error;
 		// keep the status, the message comes from runsc's own log.
@@ -169,6 +171,15 @@ func (r *Runsc) startWait(cmd *exec.Cmd) (int, error) {
 		return -1, err
 	}
 	return status, nil
+}
+
+// releaseProcess frees what os.Process holds for a runsc process the
+// reaper has reaped (a pidfd): a pod's shim runs thousands of them, and the
+// garbage collector would close them only eventually.
+func releaseProcess(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = cmd.Process.Release()
+	}
 }
 
 func (r *Runsc) newError(sub string, status int, off int64, stderr []byte) *Error {
@@ -432,9 +443,27 @@ func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("runsc exec: start %s: %w", cmd.Path, err)
 	}
+	pid := cmd.Process.Pid
+	// The process is released (its pidfd closed) once reaped; a kill
+	// before that goes through it, never to a pid that may be reused.
+	var (
+		procMu   sync.Mutex
+		released bool
+	)
+	kill := func() {
+		procMu.Lock()
+		defer procMu.Unlock()
+		if !released {
+			_ = cmd.Process.Kill()
+		}
+	}
 	exited := make(chan int, 1)
 	go func() {
 		status, _ := m.Wait(cmd, ec)
+		procMu.Lock()
+		released = true
+		releaseProcess(cmd)
+		procMu.Unlock()
 		exited <- status
 	}()
 	type pidRead struct {
@@ -451,12 +480,12 @@ func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error
 		if c, ok := opts.IO.(runc.StartCloser); ok {
 			_ = c.CloseAfterStart()
 		}
-		return cmd.Process.Pid, nil
+		return pid, nil
 	}
 	select {
 	case rd := <-started:
 		if rd.err != nil {
-			_ = cmd.Process.Kill()
+			kill()
 			return 0, fmt.Errorf("runsc exec: read pid fifo: %w", rd.err)
 		}
 		return ok()
@@ -472,7 +501,7 @@ func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error
 		}
 		return 0, r.execError(ctx, status, off)
 	case <-ctx.Done():
-		_ = cmd.Process.Kill()
+		kill()
 		return 0, fmt.Errorf("runsc exec: %w", ctx.Err())
 	}
 }

@@ -361,6 +361,8 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	}
 	if address, err := shim.ReadAddress(filepath.Join(bundle, "address")); err == nil && !shim.CanConnect(address) {
 		_ = shim.RemoveSocket(address)
+		// A killed shim's debug socket too.
+		_ = os.Remove(DebugSocket(address))
 	}
 	if e, err := runcshim.ReadExitStatus(bundle); err == nil {
 		return shim.StopStatus{Pid: e.Pid, ExitStatus: e.Status, ExitedAt: e.Timestamp}, nil
