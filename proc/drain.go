@@ -7,6 +7,8 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/fifo"
+	"golang.org/x/sys/unix"
 )
 
 // drainTimeout bounds how long an exit waits for its terminal's output (a
@@ -42,4 +44,50 @@ func drainPipes(pio *processIO, wg *sync.WaitGroup) {
 		return
 	}
 	waitTimeout(wg, drainTimeout)
+}
+
+// readTimeout bounds how long an exit waits for containerd to read what the
+// shim wrote to its FIFOs (a client that reads nothing must not hold every
+// exit for long).
+const readTimeout = time.Second
+
+// waitRead waits (bounded) until containerd has read the output the shim
+// wrote to the stdout and stderr FIFOs of s. Written is not enough:
+// containerd's client closes its end of the FIFOs right after it sees a
+// task's exit, or after an exec's Delete (cio.Cancel), and bytes still in
+// the FIFO are lost with it. The kernel tells how many bytes of a FIFO are
+// unread (FIONREAD) but gives no event when that reaches 0: it is polled.
+func waitRead(s stdio.Stdio, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	paths := []string{s.Stdout}
+	if s.Stderr != s.Stdout {
+		paths = append(paths, s.Stderr)
+	}
+	for _, path := range paths {
+		if path != "" {
+			waitFIFORead(path, deadline)
+		}
+	}
+}
+
+// waitFIFORead waits until the FIFO at path holds no unread byte, or until
+// deadline. Anything else than a FIFO (a file, a logging binary's URI) is
+// not waited for.
+func waitFIFORead(path string, deadline time.Time) {
+	if ok, err := fifo.IsFifo(path); err != nil || !ok {
+		return
+	}
+	// A reader of our own that never reads: it only asks how much is there.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+		if err != nil || n == 0 || !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

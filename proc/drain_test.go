@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/console"
 	runcshim "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
@@ -79,5 +80,55 @@ func TestDrainOutputCopiesTerminalOutputBeforeExit(t *testing.T) {
 	// The pty turns \n into \r\n.
 	if g := strings.ReplaceAll(string(got), "\r\n", "\n"); g != want {
 		t.Errorf("client read %d bytes before EOF, want %d; tail %q", len(g), len(want), g[max(0, len(g)-40):])
+	}
+}
+
+// waitRead returns once containerd's reader has taken everything out of
+// the FIFO (not when the shim has written it), and gives up at its bound
+// when nobody reads.
+func TestWaitReadWaitsForTheReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stdout")
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(client)
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("output\n")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	// Nobody reads: the bound.
+	begin := time.Now()
+	waitRead(stdio.Stdio{Stdout: path}, 50*time.Millisecond)
+	if d := time.Since(begin); d < 50*time.Millisecond {
+		t.Fatalf("returned after %v with the output unread", d)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		waitRead(stdio.Stdio{Stdout: path, Stderr: path}, time.Minute)
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("returned with the output unread")
+	case <-time.After(50 * time.Millisecond):
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Read(client, buf); err != nil || string(buf[:n]) != "output\n" {
+		t.Fatalf("client read %q, %v", buf[:n], err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not return once the output was read")
 	}
 }

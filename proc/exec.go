@@ -193,13 +193,18 @@ func writeProcessSpec(bundle string, spec *specs.Process) (string, error) {
 }
 
 // DrainOutput copies what is left of the process's output to containerd
-// (and ends a terminal's copy); see drainConsole and drainPipes.
+// (and ends a terminal's copy), and waits until containerd has read it; see
+// drainConsole, drainPipes and waitRead.
 func (e *Exec) DrainOutput() {
 	if e.console != nil {
 		drainConsole(e.parent.cfg.Platform, e.console, &e.wg)
+		waitRead(e.stdio, readTimeout)
 		return
 	}
-	drainPipes(e.io, &e.wg)
+	if e.io != nil && e.io.copy {
+		drainPipes(e.io, &e.wg)
+		waitRead(e.io.stdio, readTimeout)
+	}
 }
 
 // SetExited records the exit of the process.

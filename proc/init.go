@@ -215,7 +215,8 @@ func (p *Init) KillCreated(ctx context.Context) error {
 }
 
 // DrainOutput copies what is left of the container's output to containerd
-// (and ends a terminal's copy); see drainConsole and drainPipes.
+// (and ends a terminal's copy), and waits until containerd has read it; see
+// drainConsole, drainPipes and waitRead.
 func (p *Init) DrainOutput() {
 	if p.cfg.Subcontainer && p.Status() == Created {
 		// Its stdio goes to runsc at start: nothing was ever written.
@@ -223,9 +224,13 @@ func (p *Init) DrainOutput() {
 	}
 	if p.console != nil {
 		drainConsole(p.cfg.Platform, p.console, &p.wg)
+		waitRead(p.cfg.Stdio, readTimeout)
 		return
 	}
-	drainPipes(p.io, &p.wg)
+	if p.io != nil && p.io.copy {
+		drainPipes(p.io, &p.wg)
+		waitRead(p.io.stdio, readTimeout)
+	}
 }
 
 // SetExited records the container's exit status.
