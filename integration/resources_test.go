@@ -298,8 +298,10 @@ func TestResources(t *testing.T) {
 		t.Run("cpu-cumulative", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(bctx, taskTimeout)
 			defer cancel()
+			// The busy child spins until told to stop: how long it runs does
+			// not depend on how busy the machine is.
 			lt := e.start(ctx, t, e.id("cumul"), []string{"sh", "-c",
-				"sh -c 'echo child-start; i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done'; echo child-done; exec sleep 100000"})
+				"sh -c 'echo child-start; while [ ! -e /tmp/stop ]; do :; done'; echo child-done; exec sleep 100000"})
 			if !waitOutput(ctx, lt.stdout, "child-start", 30*time.Second) {
 				t.Fatalf("the busy child did not start within 30s; stdout %q", lt.stdout.String())
 			}
@@ -309,7 +311,10 @@ func TestResources(t *testing.T) {
 				t.Fatal(err)
 			}
 			if strings.Contains(lt.stdout.String(), "child-done") {
-				t.Fatalf("the busy child finished within 0.5s: make it work longer")
+				t.Fatalf("the busy child finished before it was told to; stdout %q", lt.stdout.String())
+			}
+			if _, err := execRun(ctx, lt.container, lt.task, "stop", nil, "touch", "/tmp/stop"); err != nil {
+				t.Fatal(err)
 			}
 			if !waitOutput(ctx, lt.stdout, "child-done", 60*time.Second) {
 				t.Fatalf("the busy child did not finish within 60s; stdout %q", lt.stdout.String())
