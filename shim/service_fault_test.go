@@ -155,8 +155,27 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	}
 	env.s, env.ctx = svc.(*service), ctx
 	t.Cleanup(func() {
-		// Nothing the fake started may outlive a test.
+		// Nothing the fake started may outlive a test, and the service
+		// must be done with their exits (it writes the exit status into
+		// the bundle) before the test's directories are removed.
 		env.killAll()
+		env.s.mu.Lock()
+		var roots []*container
+		for _, c := range env.s.containers {
+			if !c.init.Subcontainer() {
+				roots = append(roots, c)
+			}
+		}
+		env.s.mu.Unlock()
+		for _, c := range roots {
+			select {
+			case <-c.init.Done():
+			case <-time.After(10 * time.Second):
+				t.Errorf("container %s: no exit after its sandbox was killed", c.id)
+			}
+			c.lifecycle.Lock()
+			c.lifecycle.Unlock() //nolint:staticcheck // a barrier: handleExit is done
+		}
 		sd.Shutdown()
 		cancel()
 	})
