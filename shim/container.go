@@ -261,3 +261,10 @@ func (c *container) waitExecs(d time.Duration) {
 		}
 	}
 }
+
+// lifecycleBarrier returns once whoever holds the lifecycle lock now (a
+// handleExit publishing an exit) has released it.
+func (c *container) lifecycleBarrier() {
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
+}

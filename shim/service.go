@@ -414,8 +414,7 @@ func (s *service) killCreated(ctx context.Context, c *container, sig uint32) err
 		select {
 		case <-c.init.Done():
 			// handleExit has recorded it; wait for it to be published.
-			c.lifecycle.Lock()
-			c.lifecycle.Unlock() //nolint:staticcheck // a barrier, not a critical section
+			c.lifecycleBarrier()
 			return nil
 		case <-time.After(createdExitWait):
 			log.G(ctx).WithField("id", c.id).Warn("sandbox of a deleted created container not reaped in time: reporting it killed")

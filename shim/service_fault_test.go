@@ -173,8 +173,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 			case <-time.After(10 * time.Second):
 				t.Errorf("container %s: no exit after its sandbox was killed", c.id)
 			}
-			c.lifecycle.Lock()
-			c.lifecycle.Unlock() //nolint:staticcheck // a barrier: handleExit is done
+			c.lifecycleBarrier()
 		}
 		sd.Shutdown()
 		cancel()
