@@ -283,6 +283,7 @@ func (p *Init) Delete(ctx context.Context) error {
 		// Nothing is released: a retry runs runsc delete again.
 		return err
 	}
+	p.cfg.Runsc.RemoveStaleLocks(p.cfg.ID)
 	p.consoleIn.close()
 	if p.console != nil {
 		// The epoll console keeps waiting for a slave that may come back;
