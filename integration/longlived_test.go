@@ -8,14 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -119,9 +117,7 @@ func TestLongLivedPodShim(t *testing.T) {
 	dir := shim(t)
 
 	forEachDaemon(t, harness.DaemonOptions{ShimDirs: []string{dir}}, func(t *testing.T, d *harness.Daemon) {
-		e := &taskEnv{d: d, img: harness.ImportBusyboxT(t, d), v: strings.ReplaceAll(d.Version, ".", "")}
-		e.cfg = harness.WriteRunscConfigT(t, filepath.Join(d.Dir, "runsc"), nil)
-		e.opts = &runtimeoptions.Options{ConfigPath: e.cfg.Path}
+		e := newTaskEnv(t, d)
 		ctx, cancel := context.WithTimeout(d.Context(context.Background()), 15*time.Minute)
 		defer cancel()
 
@@ -280,9 +276,7 @@ func TestPrefixIDs(t *testing.T) {
 	dir := shim(t)
 
 	forEachDaemon(t, harness.DaemonOptions{ShimDirs: []string{dir}}, func(t *testing.T, d *harness.Daemon) {
-		e := &taskEnv{d: d, img: harness.ImportBusyboxT(t, d), v: strings.ReplaceAll(d.Version, ".", "")}
-		e.cfg = harness.WriteRunscConfigT(t, filepath.Join(d.Dir, "runsc"), nil)
-		e.opts = &runtimeoptions.Options{ConfigPath: e.cfg.Path}
+		e := newTaskEnv(t, d)
 		ctx, cancel := context.WithTimeout(d.Context(context.Background()), 5*time.Minute)
 		defer cancel()
 

@@ -16,7 +16,6 @@ import (
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	apitypes "github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -257,9 +256,7 @@ func TestResources(t *testing.T) {
 	})
 
 	forEachDaemon(t, harness.DaemonOptions{ShimDirs: []string{dir}}, func(t *testing.T, d *harness.Daemon) {
-		e := &taskEnv{d: d, img: harness.ImportBusyboxT(t, d), v: strings.ReplaceAll(d.Version, ".", "")}
-		e.cfg = harness.WriteRunscConfigT(t, filepath.Join(d.Dir, "runsc"), nil)
-		e.opts = &runtimeoptions.Options{ConfigPath: e.cfg.Path}
+		e := newTaskEnv(t, d)
 		bctx := d.Context(context.Background())
 
 		t.Run("cpu-busy-metrics", func(t *testing.T) {

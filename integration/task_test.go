@@ -41,6 +41,15 @@ type taskEnv struct {
 	v    string // daemon version without dots, for container ids
 }
 
+// newTaskEnv imports busybox into d and writes a runsc.toml for it.
+func newTaskEnv(t *testing.T, d *harness.Daemon) *taskEnv {
+	t.Helper()
+	e := &taskEnv{d: d, img: harness.ImportBusyboxT(t, d), v: strings.ReplaceAll(d.Version, ".", "")}
+	e.cfg = harness.WriteRunscConfigT(t, filepath.Join(d.Dir, "runsc"), nil)
+	e.opts = &runtimeoptions.Options{ConfigPath: e.cfg.Path}
+	return e
+}
+
 // id returns a container id unique to this run and daemon.
 func (e *taskEnv) id(name string) string {
 	return containerID(name + "-" + e.v)
@@ -379,9 +388,7 @@ func TestTask(t *testing.T) {
 	dir := shim(t)
 
 	forEachDaemon(t, harness.DaemonOptions{ShimDirs: []string{dir}}, func(t *testing.T, d *harness.Daemon) {
-		e := &taskEnv{d: d, img: harness.ImportBusyboxT(t, d), v: strings.ReplaceAll(d.Version, ".", "")}
-		e.cfg = harness.WriteRunscConfigT(t, filepath.Join(d.Dir, "runsc"), nil)
-		e.opts = &runtimeoptions.Options{ConfigPath: e.cfg.Path}
+		e := newTaskEnv(t, d)
 
 		// One long-running container serves the exec subtests.
 		sctx, scancel := context.WithTimeout(d.Context(context.Background()), 10*time.Minute)
