@@ -56,7 +56,7 @@ func (e *coreEnv) mustRun(t *testing.T, o harness.RunOptions) harness.RunResult 
 
 func TestCore(t *testing.T) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	dir := shim(t)
 
@@ -165,7 +165,10 @@ func TestCore(t *testing.T) {
 			write: func(dir string) (harness.RunscConfig, error) {
 				return harness.WriteRunscConfig(dir, map[string]string{"bogusflag": "1"})
 			},
-			want: func(harness.RunscConfig) string { return "bogusflag" },
+			// Checked against the flags the runsc in use lists.
+			want: func(cfg harness.RunscConfig) string {
+				return "runsc config " + cfg.Path + `: [runsc_config] key "bogusflag" is not a flag of runsc `
+			},
 		}, {
 			name: "malformed-toml",
 			write: func(dir string) (harness.RunscConfig, error) {

@@ -299,7 +299,7 @@ func processTable(byName map[string][]harness.Process) string {
 // with the freshly built shim and a locally built pause image.
 func forEachCRIDaemon(t *testing.T, body func(t *testing.T, e *criEnv)) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	harness.RequireBinary(t, "gcc")
 	dir := shim(t)

@@ -112,7 +112,7 @@ func podSpec(sandboxID string, sandbox bool) oci.SpecOpts {
 // its fds, goroutines, threads and RSS stay flat (bounds above).
 func TestLongLivedPodShim(t *testing.T) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	dir := shim(t)
 
@@ -271,7 +271,7 @@ func execTTY(ctx context.Context, lt *liveTask, execID string) error {
 // resolves ids by prefix) are each managed on their own.
 func TestPrefixIDs(t *testing.T) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	dir := shim(t)
 

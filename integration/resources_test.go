@@ -236,7 +236,7 @@ func fmtBoolPtr(b *bool) string {
 
 func TestResources(t *testing.T) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	dir := shim(t)
 	t.Logf("host cgroup mode: %v (unified=%v)", cgroups.Mode(), cgroups.Mode() == cgroups.Unified)

@@ -383,7 +383,7 @@ func waitLines(path string, n int, timeout time.Duration) int {
 
 func TestTask(t *testing.T) {
 	harness.RequireRoot(t)
-	harness.RequireBinary(t, harness.RunscBinary)
+	harness.RequireBinary(t, harness.Runsc())
 	harness.RequireBinary(t, harness.BusyboxBinary)
 	dir := shim(t)
 

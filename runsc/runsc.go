@@ -52,6 +52,9 @@ type Runsc struct {
 	// exists); a suffix that containerd's ids never contain (IDSuffix)
 	// makes no runsc id a prefix of another.
 	IDSuffix string
+	// Features are what this runsc binary supports (Probe); nil: unknown,
+	// every optional feature is assumed missing.
+	Features *Features
 }
 
 // IDSuffix is the suffix the shim gives runsc ids: containerd identifiers

@@ -80,7 +80,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 	}
 	cfg = cfg.ForID(r.ID)
 	applyLogConfig(ctx, cfg)
-	rs, err := newRunsc(cfg, cfgPath, ns, r.Bundle)
+	rs, err := newRunsc(ctx, cfg, cfgPath, ns, r.Bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +130,22 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 }
 
 // newRunsc resolves the runsc binary and root from the configuration.
-func newRunsc(cfg *Config, cfgPath, ns, bundle string) (*runsc.Runsc, error) {
+func newRunsc(ctx context.Context, cfg *Config, cfgPath, ns, bundle string) (*runsc.Runsc, error) {
 	name := cfg.RunscBinary()
+	from := "the default"
+	if cfgPath != "" {
+		from = "binary_name in " + cfgPath
+	}
 	binary, err := exec.LookPath(name)
 	if err != nil {
-		from := "the default"
-		if cfgPath != "" {
-			from = "binary_name in " + cfgPath
-		}
 		return nil, fmt.Errorf("runsc binary %q (%s) not found: %v: %w", name, from, err, errdefs.ErrFailedPrecondition)
+	}
+	features, err := runsc.Probe(ctx, binary, reaper.Default)
+	if err != nil {
+		return nil, fmt.Errorf("runsc binary %q (%s): %v: %w", name, from, err, errdefs.ErrFailedPrecondition)
+	}
+	if err := cfg.checkFlags(features, cfgPath); err != nil {
+		return nil, err
 	}
 	root := cfg.RunscRoot(ns)
 	if err := os.MkdirAll(root, 0o711); err != nil {
@@ -151,6 +158,7 @@ func newRunsc(cfg *Config, cfgPath, ns, bundle string) (*runsc.Runsc, error) {
 		Flags:    cfg.RunscFlags(),
 		Monitor:  reaper.Default,
 		IDSuffix: runsc.IDSuffix,
+		Features: features,
 	}, nil
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
 const (
@@ -324,6 +326,33 @@ func (c *Config) RunscFlags() []string {
 		flags = append(flags, "--"+k+"="+c.RunscConfig[k])
 	}
 	return flags
+}
+
+// checkFlags fails with InvalidArgument, naming the key and the runsc, when
+// a [runsc_config] key is not a global flag of the runsc in use: runsc
+// itself would fail every call with "flag provided but not defined".
+func (c *Config) checkFlags(f *runsc.Features, path string) error {
+	if c == nil {
+		return nil
+	}
+	var unknown []string
+	for _, k := range sortedKeys(c.RunscConfig) {
+		if !f.HasFlag(k) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	if path == "" {
+		path = "(runtime options)"
+	}
+	what := "key " + unknown[0] + " is not a flag"
+	if len(unknown) > 1 {
+		what = "keys " + strings.Join(unknown, ", ") + " are not flags"
+	}
+	return fmt.Errorf("runsc config %s: [runsc_config] %s of %s (see `%s flags`): %w",
+		path, what, f, f.Binary, errdefs.ErrInvalidArgument)
 }
 
 // RunscRoot returns runsc's --root for the containerd namespace: Root (or

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -358,5 +360,19 @@ func TestConfigErrorsAreInvalidArgument(t *testing.T) {
 	_, err := LoadConfig(writeConfig(t, "x = 1"))
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("%v is not ErrInvalidArgument", err)
+	}
+}
+
+func TestCheckFlags(t *testing.T) {
+	f := runsc.NewFeatures("/usr/bin/runsc", "0.0~20221219.0", []string{"network", "platform", "debug"}, []string{"create"})
+	ok := &Config{RunscConfig: map[string]string{"network": "host", "debug": "true"}}
+	if err := ok.checkFlags(f, "/etc/containerd/runsc.toml"); err != nil {
+		t.Fatal(err)
+	}
+	bad := &Config{RunscConfig: map[string]string{"network": "host", "systrap-disable-fast-path": "true", "zz": "1"}}
+	err := bad.checkFlags(f, "/etc/containerd/runsc.toml")
+	want := `runsc config /etc/containerd/runsc.toml: [runsc_config] keys "systrap-disable-fast-path", "zz" are not flags of runsc 0.0~20221219.0 (/usr/bin/runsc) (see ` + "`/usr/bin/runsc flags`" + `)`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("got %v\nwant %s: invalid argument", err, want)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
 func TestMain(m *testing.M) {
@@ -47,7 +48,16 @@ func TestMain(m *testing.M) {
 			_ = reaper.Reap()
 		}
 	}()
-	os.Exit(m.Run())
+	// Probed runsc features go to a private cache, not the host's.
+	cache, err := os.MkdirTemp("", "shim-test-features")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	runsc.FeaturesCacheDir = cache
+	code := m.Run()
+	os.RemoveAll(cache)
+	os.Exit(code)
 }
 
 // recorded is one published event, reduced to what the tests compare.

@@ -53,7 +53,7 @@ func run(version string, verbose bool) (retErr error) {
 	if err != nil {
 		return err
 	}
-	for _, b := range []string{bin, harness.RunscBinary, harness.BusyboxBinary} {
+	for _, b := range []string{bin, harness.Runsc(), harness.BusyboxBinary} {
 		if !isExecutable(b) {
 			return fmt.Errorf("%s is missing (see .ci/run for how to install it)", b)
 		}

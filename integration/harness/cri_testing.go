@@ -19,7 +19,7 @@ func StartCRIDaemonT(t testing.TB, opts CRIDaemonOptions) *CRIDaemon {
 		t.Fatal(err)
 	}
 	RequireBinary(t, bin)
-	RequireBinary(t, RunscBinary)
+	RequireBinary(t, Runsc())
 	RequireBinary(t, BusyboxBinary)
 	RequireBinary(t, CNIBinDir+"/bridge")
 	RequireBinary(t, CNIBinDir+"/host-local")

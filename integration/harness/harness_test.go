@@ -95,6 +95,7 @@ func TestBusyboxArchive(t *testing.T) {
 
 func TestWriteRunscConfig(t *testing.T) {
 	t.Setenv(RunscDebugEnv, "")
+	t.Setenv(RunscEnv, "/opt/gvisor/runsc")
 	dir := t.TempDir()
 	cfg, err := WriteRunscConfig(dir, map[string]string{"platform": "ptrace", "network": "host"})
 	if err != nil {
@@ -105,6 +106,7 @@ func TestWriteRunscConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got struct {
+		BinaryName  string            `toml:"binary_name"`
 		Root        string            `toml:"root"`
 		RunscConfig map[string]string `toml:"runsc_config"`
 	}
@@ -113,6 +115,9 @@ func TestWriteRunscConfig(t *testing.T) {
 	}
 	if got.Root != filepath.Join(dir, "runsc-root") || cfg.Root != got.Root {
 		t.Errorf("root = %q (cfg %q)", got.Root, cfg.Root)
+	}
+	if got.BinaryName != "/opt/gvisor/runsc" {
+		t.Errorf("binary_name = %q, want $%s", got.BinaryName, RunscEnv)
 	}
 	want := map[string]string{"platform": "ptrace", "network": "host"}
 	if len(got.RunscConfig) != len(want) || got.RunscConfig["platform"] != "ptrace" || got.RunscConfig["network"] != "host" {

@@ -10,8 +10,24 @@ import (
 	"strings"
 )
 
-// RunscBinary is the runsc the shim is expected to find on PATH.
+// RunscBinary is Debian's runsc, the default runsc under test.
 const RunscBinary = "/usr/bin/runsc"
+
+// RunscEnv names the runsc under test: `make test RUNSC=<path>` runs the
+// integration suite against any runsc binary.
+const RunscEnv = "RUNSC"
+
+// Runsc is the runsc binary under test: $RUNSC, or RunscBinary. Every
+// runsc.toml the harness writes names it as binary_name.
+func Runsc() string {
+	if p := os.Getenv(RunscEnv); p != "" {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+		return p
+	}
+	return RunscBinary
+}
 
 // RunscDebugEnv, when set to a non-empty value, makes WriteRunscConfig turn
 // on runsc debug logging into <dir>/runsc-logs/ (kept only with
@@ -35,8 +51,8 @@ func tomlKey(k string) string {
 	return strconv.Quote(k)
 }
 
-// WriteRunscConfig writes <dir>/runsc.toml with `root = "<dir>/runsc-root"`
-// and a [runsc_config] table holding network = "none" (this host refuses
+// WriteRunscConfig writes <dir>/runsc.toml with `binary_name = Runsc()`,
+// `root = "<dir>/runsc-root"` and a [runsc_config] table holding network = "none" (this host refuses
 // runsc's default sandbox network) plus the given runsc flags, which win
 // over the default. Keys are written sorted.
 func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) {
@@ -62,7 +78,7 @@ func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) 
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "root = %s\n\n[runsc_config]\n", strconv.Quote(cfg.Root))
+	fmt.Fprintf(&b, "binary_name = %s\nroot = %s\n\n[runsc_config]\n", strconv.Quote(Runsc()), strconv.Quote(cfg.Root))
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %s = %s\n", tomlKey(k), strconv.Quote(all[k]))
 	}

@@ -35,7 +35,7 @@ import (
 
 type options struct {
 	shim     string // absolute path of the shim binary
-	runsc    string // "" : runsc from PATH
+	runsc    string // "" : $RUNSC or Debian's runsc (harness.Runsc)
 	n        int
 	duration time.Duration
 	versions []string
@@ -47,7 +47,7 @@ type options struct {
 func parseFlags() (*options, error) {
 	o := &options{}
 	shim := flag.String("shim", "", "the built "+harness.ShimBinaryName+" (required); its directory goes first on the daemon's PATH")
-	flag.StringVar(&o.runsc, "runsc", "", "runsc binary for the shim (binary_name in runsc.toml); default: runsc from PATH")
+	flag.StringVar(&o.runsc, "runsc", "", "runsc binary for the shim (binary_name in runsc.toml); default: $RUNSC or "+harness.RunscBinary)
 	flag.IntVar(&o.n, "n", 100, "container lifecycles per containerd version")
 	flag.DurationVar(&o.duration, "duration", 0, "stop each containerd version's loop after this long, if -n is not reached first (0: no limit)")
 	versions := flag.String("versions", strings.Join(harness.Versions, ","), "containerd versions to soak, comma-separated")
@@ -80,6 +80,8 @@ func parseFlags() (*options, error) {
 		if !isExecutable(o.runsc) {
 			return nil, fmt.Errorf("-runsc %s: not an executable file", o.runsc)
 		}
+		// The harness writes binary_name = harness.Runsc() into runsc.toml.
+		os.Setenv(harness.RunscEnv, o.runsc)
 	}
 	if o.n < 1 {
 		return nil, fmt.Errorf("-n %d: want at least 1", o.n)
@@ -132,8 +134,8 @@ func run(o *options) (bool, error) {
 			return false, fmt.Errorf("%s is missing (run `make deps`)", b)
 		}
 	}
-	if o.runsc == "" && !isExecutable(harness.RunscBinary) {
-		return false, fmt.Errorf("%s is missing (run `make deps`, or pass -runsc)", harness.RunscBinary)
+	if !isExecutable(harness.Runsc()) {
+		return false, fmt.Errorf("%s is missing (run `make deps`, or pass -runsc)", harness.Runsc())
 	}
 	for _, v := range o.versions {
 		bin, _, _ := harness.DaemonBinaries(v)

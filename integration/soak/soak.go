@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,9 +88,6 @@ func soakVersion(ctx context.Context, o *options, version string) *result {
 	}()
 
 	cfg, err := harness.WriteRunscConfig(filepath.Join(d.Dir, "runsc"), nil)
-	if err == nil && o.runsc != "" {
-		err = setRunscBinary(cfg.Path, o.runsc)
-	}
 	if err != nil {
 		r.aborted = fmt.Sprintf("runsc config: %v", err)
 		return r
@@ -191,16 +187,6 @@ func soakVersion(ctx context.Context, o *options, version string) *result {
 		r.leaks = append(r.leaks, "aborted: "+r.aborted)
 	}
 	return r
-}
-
-// setRunscBinary adds binary_name to the runsc.toml at path (a top-level
-// key, so it goes before the [runsc_config] table).
-func setRunscBinary(path, runsc string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append([]byte("binary_name = "+strconv.Quote(runsc)+"\n"), b...), 0o644)
 }
 
 // daemonProblems returns up to n containerd log lines about id at level
