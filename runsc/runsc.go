@@ -146,6 +146,7 @@ func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte,
 	}
 	if status != 0 {
 		e := r.newError(sub, status, off, stderr.Bytes())
+		e.Call = r.call(cmd)
 		if e.Message == "" && !ownStderr {
 			// runsc's stdio is the container's: when it failed before it
 			// opened log.json (a flag it does not know), its complaint went
@@ -190,12 +191,27 @@ func (r *Runsc) newError(sub string, status int, off int64, stderr []byte) *Erro
 	if msg == "" {
 		msg = stderrMessage(stderr)
 	}
-	return &Error{Subcommand: sub, Message: msg, ExitStatus: status}
+	return &Error{Subcommand: sub, Message: msg, ExitStatus: status, Log: r.LogPath()}
+}
+
+// call is cmd's subcommand and its arguments, without the binary and the
+// global flags: what a message names as the call that failed.
+func (r *Runsc) call(cmd *exec.Cmd) string {
+	n := 1 + len(r.GlobalArgs())
+	if len(cmd.Args) <= n {
+		return ""
+	}
+	return strings.Join(cmd.Args[n:], " ")
 }
 
 // Error is a failed runsc invocation.
 type Error struct {
 	Subcommand string
+	// Call is the subcommand with its arguments ("events --stats c1+"),
+	// named when runsc said nothing.
+	Call string
+	// Log is the runsc log (log.json) the message was looked for in.
+	Log string
 	// Message is runsc's own last error message, empty if it wrote none.
 	Message    string
 	ExitStatus int
@@ -204,7 +220,18 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Message == "" {
-		return fmt.Sprintf("runsc %s: exit status %d (runsc wrote no error message)", e.Subcommand, e.ExitStatus)
+		call := e.Call
+		if call == "" {
+			call = e.Subcommand
+		}
+		where := "to its log or stderr"
+		if e.Log != "" {
+			where = "to " + e.Log + " or stderr"
+		}
+		return fmt.Sprintf("runsc %s: exit status %d; runsc wrote no error message %s "+
+			"(`runsc %s` failed: its debug log says why; set debug = \"true\" and "+
+			"debug-log = \"/var/log/runsc/%%ID%%/\" in [runsc_config] of runsc.toml)",
+			e.Subcommand, e.ExitStatus, where, call)
 	}
 	if h := hint(e.Message); h != "" {
 		return fmt.Sprintf("runsc %s: %s (%s)", e.Subcommand, e.Message, h)
@@ -515,6 +542,7 @@ const execFailedMarker = '!'
 
 func (r *Runsc) execError(ctx context.Context, status int, off int64) error {
 	e := r.newError("exec", status, off, nil)
+	e.Call = "exec"
 	if e.Message == "" {
 		e.Message = r.diagnoseFlags(ctx)
 	}

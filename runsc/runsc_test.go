@@ -128,6 +128,20 @@ exit 128`)
 	}
 }
 
+func TestSilentFailureNamesTheCallAndTheDebugLog(t *testing.T) {
+	// Current runsc's `events --stats` of a stopped container: exit 128,
+	// nothing in log.json, nothing on stderr.
+	script, _ := fakeRunsc(t, `exit 128`)
+	bundle := t.TempDir()
+	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: bundle, IDSuffix: IDSuffix}
+	_, err := r.Stats(context.Background(), "c1")
+	want := "runsc events: exit status 128; runsc wrote no error message to " + filepath.Join(bundle, LogFile) +
+		" or stderr (`runsc events --stats c1+` failed: its debug log says why; set debug = \"true\" and debug-log = \"/var/log/runsc/%ID%/\" in [runsc_config] of runsc.toml)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
 func TestFailureQuotesStderr(t *testing.T) {
 	script, _ := fakeRunsc(t, `echo "flag provided but not defined: -bogusflag" >&2; echo "Usage: runsc" >&2; exit 2`)
 	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: t.TempDir(), Flags: []string{"--bogusflag=1"}}

@@ -41,11 +41,10 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 		}
 		log.G(ctx).WithError(err).WithField("id", r.ID).Debug("sandbox cgroup stats: asking runsc")
 	}
-	st, err := c.runsc.Stats(ctx, c.id)
+	st, err := c.stats(ctx)
 	if err != nil {
 		return nil, errToTTRPC(fmt.Errorf("stats of %q: %w", r.ID, err))
 	}
-	c.monotonicCPU(st)
 	limit := c.memoryLimit()
 	var m any
 	if unifiedCgroups {
@@ -179,6 +178,42 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 	}
 	c.mu.Unlock()
 	return empty, nil
+}
+
+// stats asks runsc for the container's accounting. A container whose
+// process has exited has nothing left in runsc (current runsc fails `events`
+// for a stopped container with no message, exit 128), and containerd keeps
+// polling it until it is deleted: as with runc's cgroup after its processes
+// are gone, its CPU time is final and its memory and pids are zero.
+func (c *container) stats(ctx context.Context) (*runsc.Stats, error) {
+	stopped := func() bool {
+		select {
+		case <-c.init.Done():
+			return true
+		default:
+			return false
+		}
+	}
+	if stopped() {
+		return c.stoppedStats(), nil
+	}
+	st, err := c.runsc.Stats(ctx, c.id)
+	if err != nil {
+		if stopped() {
+			return c.stoppedStats(), nil
+		}
+		return nil, err
+	}
+	c.monotonicCPU(st)
+	return st, nil
+}
+
+func (c *container) stoppedStats() *runsc.Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := &runsc.Stats{}
+	st.CPU.Usage.Total = c.cpuMax
+	return st
 }
 
 // monotonicCPU keeps the container's CPU usage from going backwards: runsc's

@@ -87,3 +87,10 @@ func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) 
 	}
 	return cfg, nil
 }
+
+// IsGVisorKernel reports whether release (uname -r, without the newline) is
+// gVisor's kernel: runsc 20221219 reports "4.4.0", current releases
+// "<version>-gvisor" (4.19.0-gvisor in 2026-09).
+func IsGVisorKernel(release string) bool {
+	return release == "4.4.0" || strings.HasSuffix(release, "-gvisor")
+}
