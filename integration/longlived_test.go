@@ -173,6 +173,12 @@ func TestLongLivedPodShim(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatalf("member %d did not exit", i)
 			}
+			// containerd 2.x's metrics collector polls a task until it is
+			// deleted: an exited member still answers (current runsc's
+			// `events` fails for it).
+			if _, err := lt.task.Metrics(ctx); err != nil {
+				t.Fatalf("metrics of exited member %d: %v", i, err)
+			}
 			if _, err := lt.task.Delete(ctx); err != nil {
 				t.Fatalf("delete member %d: %v", i, err)
 			}

@@ -33,6 +33,9 @@ const (
 	// HandlerRunscDebug is HandlerRunsc with runsc's debug log into
 	// CRIDaemon.RunscDebugLogDir.
 	HandlerRunscDebug = "runsc-debug"
+	// HandlerRunscNetstack is HandlerRunsc with runsc's own network stack
+	// (network "sandbox", runsc's default) in the pod's network namespace.
+	HandlerRunscNetstack = "runsc-netstack"
 	// HandlerRunc runs pods with containerd's runc shim, for comparison.
 	HandlerRunc = "runc"
 )
@@ -65,8 +68,9 @@ type CRIDaemon struct {
 	// Dir holds runsc configs, runsc roots, debug logs and the CNI network;
 	// it is not under Daemon.Dir so that it can be set up before the daemon.
 	Dir string
-	// Runsc and RunscDebug are the runsc.toml of the runsc handlers.
-	Runsc, RunscDebug RunscConfig
+	// Runsc, RunscDebug and RunscNetstack are the runsc.toml of the runsc
+	// handlers.
+	Runsc, RunscDebug, RunscNetstack RunscConfig
 	// RunscDebugLogDir receives runsc's debug logs of HandlerRunscDebug pods.
 	RunscDebugLogDir string
 	Network          *CNINetwork
@@ -116,6 +120,14 @@ func StartCRIDaemon(ctx context.Context, opts CRIDaemonOptions) (_ *CRIDaemon, r
 		dflags[k] = v
 	}
 	if c.RunscDebug, err = WriteRunscConfig(filepath.Join(dir, "runsc-debug"), dflags); err != nil {
+		return c, err
+	}
+	nflags := map[string]string{}
+	for k, v := range flags {
+		nflags[k] = v
+	}
+	nflags["network"] = "sandbox"
+	if c.RunscNetstack, err = WriteRunscConfig(filepath.Join(dir, "runsc-netstack"), nflags); err != nil {
 		return c, err
 	}
 	if c.Network, err = NewCNINetwork(filepath.Join(dir, "cni")); err != nil {
@@ -185,7 +197,7 @@ func (c *CRIDaemon) config(version string) string {
 	for _, h := range []struct {
 		name string
 		cfg  RunscConfig
-	}{{HandlerRunsc, c.Runsc}, {HandlerRunscDebug, c.RunscDebug}} {
+	}{{HandlerRunsc, c.Runsc}, {HandlerRunscDebug, c.RunscDebug}, {HandlerRunscNetstack, c.RunscNetstack}} {
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %s\n", cri, q(h.name), q(RuntimeName))
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n", cri, q(h.name))
 		fmt.Fprintf(&b, "  TypeUrl = %s\n  ConfigPath = %s\n", q(RuntimeName+".options"), q(h.cfg.Path))
