@@ -1017,6 +1017,11 @@ func (e *criEnv) testPodStop(t *testing.T) {
 			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("stop and remove of the stopped pod took %s", d.Round(time.Millisecond))
 			}
+			// No pod is left in this handler's runsc root: only runsc's own
+			// per-root state may remain (current runsc's null-netns).
+			if left := harness.RunscRootLeftovers(p.rec.RunscRoot); len(left) > 0 {
+				t.Errorf("runsc root %s holds, with no pod left: %v", p.rec.RunscRoot, left)
+			}
 		})
 	}
 }

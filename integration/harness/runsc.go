@@ -94,3 +94,51 @@ func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) 
 func IsGVisorKernel(release string) bool {
 	return release == "4.4.0" || strings.HasSuffix(release, "-gvisor")
 }
+
+// NullNetNS is the file in a runsc root where current runsc (2023+) pins an
+// empty network namespace (an nsfs bind mount) that every gofer of that root
+// joins, so that gofers start without creating one each. It is runsc's own
+// per-root state, shared by all the root's sandboxes and kept while the root
+// is in use: runsc unmounts it only when it removes a root (`runsc do`), and
+// the shim never removes a runsc root. Whoever removes a root unmounts it
+// first (the harness's daemon teardown does).
+const NullNetNS = "null-netns"
+
+// RunscRootLeftovers lists what a runsc root holds besides runsc's own
+// per-root state: with no container left, it must be empty. NullNetNS is
+// accepted only as an nsfs mount.
+func RunscRootLeftovers(root string) []string {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range entries {
+		p := filepath.Join(root, e.Name())
+		if e.Name() == NullNetNS {
+			if isNsfsMount(p) {
+				continue
+			}
+			out = append(out, p+" (not an nsfs mount)")
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func isNsfsMount(path string) bool {
+	for _, m := range mounts() {
+		if m.mountPoint != path {
+			continue
+		}
+		// mountinfo: ... <mount point> <options> [optional fields] - <fstype> ...
+		if _, rest, ok := strings.Cut(m.line, " - "); ok && strings.HasPrefix(rest, "nsfs ") {
+			return true
+		}
+	}
+	return false
+}
