@@ -8,8 +8,24 @@ LDFLAGS    := -s -w -X github.com/gvisor-shim/containerd-shim-runsc-v1/shim.Vers
 CONTAINERD24_DIR ?= /var/cache/runsc-shim-ci/bin
 CONTAINERD24     ?= $(CONTAINERD24_DIR)/containerd
 export CONTAINERD24
+# Current gVisor, built from its Go module (gVisor tags no module versions:
+# the proxy serves the generated tree as a pseudo-version), cached like
+# containerd 2.4.2. The integration suite runs against it and Debian's runsc.
+RUNSC_CURRENT_VERSION := 0.0.0-20260905035102-160fafc42237
+RUNSC_CURRENT_MODULE  := gvisor.dev/gvisor@v$(RUNSC_CURRENT_VERSION)
+RUNSC_CURRENT_DIR     ?= /var/cache/runsc-shim-ci/runsc-$(RUNSC_CURRENT_VERSION)
+RUNSC_CURRENT         ?= $(RUNSC_CURRENT_DIR)/runsc
+RUNSC_DEBIAN          := /usr/bin/runsc
+# `make test RUNSC=<path>` runs the integration suite against that runsc only.
+ifdef RUNSC
+RUNSCS     := $(RUNSC)
+RUNSC_DEPS :=
+else
+RUNSCS     := $(RUNSC_DEBIAN) $(RUNSC_CURRENT)
+RUNSC_DEPS := runsc-current
+endif
 
-.PHONY: all build install test unit integration test-race fuzz soak demo bench deps containerd24 lint clean
+.PHONY: all build install test unit integration test-race fuzz soak demo bench deps containerd24 runsc-current print-runsc-current lint clean
 
 all: build
 
@@ -36,12 +52,32 @@ containerd24:
 			github.com/containerd/containerd/v2/cmd/ctr@v2.4.2 \
 			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2; fi
 
+runsc-current:
+	@if ! $(RUNSC_CURRENT) --version 2>/dev/null | grep -q ' $(RUNSC_CURRENT_VERSION)$$'; then \
+		echo "building runsc $(RUNSC_CURRENT_VERSION) from $(RUNSC_CURRENT_MODULE) into $(RUNSC_CURRENT_DIR)"; \
+		dir=$$(cd / && $(GO) mod download -json $(RUNSC_CURRENT_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+		test -n "$$dir" || { echo "go mod download $(RUNSC_CURRENT_MODULE) failed" >&2; exit 1; }; \
+		mkdir -p $(RUNSC_CURRENT_DIR); \
+		(cd $$dir && CGO_ENABLED=0 $(GO) build -trimpath \
+			-ldflags '-X gvisor.dev/gvisor/runsc/version.version=$(RUNSC_CURRENT_VERSION)' \
+			-o $(RUNSC_CURRENT_DIR)/runsc.new ./runsc) && mv $(RUNSC_CURRENT_DIR)/runsc.new $(RUNSC_CURRENT); fi
+
+print-runsc-current:
+	@echo $(RUNSC_CURRENT)
+
 # Unit tests always run with the race detector (cgo: gcc comes with `make deps`).
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
 
-integration: build
-	$(GO) test -v -count=1 -timeout 40m ./integration/...
+# One leg per runsc in RUNSCS, each against containerd 1.6.20 and 2.4.2.
+integration: build $(RUNSC_DEPS)
+	@set -e; for r in $(RUNSCS); do \
+		v=$$($$r --version 2>/dev/null | sed -n 's/^runsc version //p'); \
+		test -n "$$v" || { echo "$$r is not a runsc binary" >&2; exit 1; }; \
+		echo "==> integration leg: runsc $$v ($$r) x containerd 1.6.20, 2.4.2"; \
+		RUNSC=$$r $(GO) test -v -count=1 -timeout 40m ./integration/...; \
+		echo "==> integration leg passed: runsc $$v ($$r)"; \
+	done
 
 # The integration suite again against a shim built with -race: any race
 # report written by a shim (GORACE log_path) fails the run.
