@@ -363,8 +363,37 @@ func (s *service) waitSubcontainer(c *container) {
 	if err != nil {
 		log.G(s.ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed: reporting the container as killed")
 		status = 128 + int(syscall.SIGKILL)
+		s.awaitSandboxExit(c)
 	}
 	s.handleExit(c, c.init, status)
+}
+
+// sandboxExitWait bounds how long a pod container whose `runsc wait` failed
+// waits for its sandbox's exit before reporting its own.
+var sandboxExitWait = 10 * time.Second
+
+// awaitSandboxExit returns once the sandbox c joined has been reaped and its
+// exit published, or after sandboxExitWait. `runsc wait` fails as soon as
+// the sandbox's control socket closes, while the dying sandbox (an OOM kill
+// takes a while) still exists; a `runsc delete` of c then still finds the
+// sandbox alive, fails to reach it ("connecting to control server ...
+// connection refused") and, in current runsc, drops c's state without
+// removing its cgroup. Reporting c's exit only after the sandbox's makes
+// containerd's delete of c find the sandbox gone, which runsc handles.
+func (s *service) awaitSandboxExit(c *container) {
+	s.mu.Lock()
+	root := s.containers[c.sandboxID]
+	s.mu.Unlock()
+	if root == nil || root == c {
+		return
+	}
+	select {
+	case <-root.init.Done():
+		root.lifecycleBarrier()
+	case <-time.After(sandboxExitWait):
+		log.G(s.ctx).WithField("id", c.id).WithField("sandbox", c.sandboxID).
+			Warnf("sandbox still running %s after runsc wait failed", sandboxExitWait)
+	}
 }
 
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {

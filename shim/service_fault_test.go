@@ -412,6 +412,47 @@ func TestFaultDoubleKillOfCreatedPodContainer(t *testing.T) {
 	e.noneLeft()
 }
 
+// A pod container's `runsc wait` fails as soon as its dying sandbox closes
+// its control socket, before the sandbox has exited (an OOM kill takes a
+// while). The container's exit must come after the sandbox's: containerd
+// deletes the container on its exit, and a `runsc delete` that still finds
+// the sandbox alive cannot reach it and leaves the container's cgroup.
+func TestFaultPodMemberExitFollowsSandboxExit(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("pod", "")
+	e.start("pod")
+	pids := e.livePids()
+	if len(pids) != 1 {
+		t.Fatalf("sandboxes: %v", pids)
+	}
+	e.create("ctr", "pod")
+	e.fault("wait-sandbox-gone")
+	e.start("ctr")
+	e.waitEvents("ctr", "create ctr", "start ctr")
+	if err := unix.Kill(pids[0], unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("pod", "create pod", "start pod", "exit pod 137")
+	e.waitEvents("ctr", "create ctr", "start ctr", "exit ctr 137")
+	e.pub.mu.Lock()
+	var exits []string
+	for _, ev := range e.pub.evs {
+		if strings.HasSuffix(ev.topic, "/exit") {
+			exits = append(exits, ev.String())
+		}
+	}
+	e.pub.mu.Unlock()
+	if strings.Join(exits, "|") != "exit pod 137|exit ctr 137" {
+		t.Fatalf("exits published in the order %q, want the sandbox's first", exits)
+	}
+	for _, id := range []string{"ctr", "pod"} {
+		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.noneLeft()
+}
+
 func TestFaultKillRacingExit(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("c1", "")
