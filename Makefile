@@ -107,8 +107,8 @@ demo: deps containerd24
 	$(GO) run ./integration/demo
 
 # Start-path benchmark (not part of `make test`): markdown table on stdout, JSON in bench.json.
-bench: deps containerd24 build
-	$(GO) run ./integration/bench -shim $(BIN) -out bench.json $(BENCHFLAGS)
+bench: deps containerd24 runsc-current build
+	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json $(BENCHFLAGS)
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

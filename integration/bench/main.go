@@ -55,7 +55,7 @@ const (
 // opTimeout bounds one measured operation.
 const opTimeout = 90 * time.Second
 
-var allSections = []string{"lifecycle", "cri", "exec", "density", "argv"}
+var allSections = []string{"lifecycle", "cri", "exec", "density", "argv", "runscs"}
 
 type options struct {
 	versions    []string
@@ -75,6 +75,8 @@ type options struct {
 	keepSamples bool
 	timeline    int
 	daemonEnv   []string
+	// runscCurrent is current gVisor's runsc, measured beside Debian's.
+	runscCurrent string
 }
 
 func parseFlags() (*options, error) {
@@ -95,6 +97,7 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.verbose, "v", false, "log progress to stderr")
 	flag.BoolVar(&o.keepSamples, "samples", true, "include every sample in the JSON")
 	flag.IntVar(&o.timeline, "timeline", 0, "diagnostics: after the sections, run N lifecycles and execs with a runsc wrapper that times each runsc call, and split every client step into time in runsc and the rest")
+	flag.StringVar(&o.runscCurrent, "runsc-current", os.Getenv("RUNSC_CURRENT"), "current gVisor's runsc, measured beside Debian's in the runscs section (`make bench` builds it)")
 	daemonEnv := flag.String("daemon-env", "", "comma-separated KEY=VALUE added to containerd's environment, which the shims (and runsc) inherit: e.g. GOGC=50 to see its effect on the shims' memory")
 	flag.Parse()
 	for _, kv := range strings.Split(*daemonEnv, ",") {
@@ -173,6 +176,7 @@ type DaemonReport struct {
 	Exec       *ExecReport      `json:"exec,omitempty"`
 	Density    []*DensityReport `json:"density,omitempty"`
 	Argv       *ArgvReport      `json:"runsc_calls,omitempty"`
+	Runscs     *RunscsReport    `json:"runscs,omitempty"`
 	Timeline   *TimelineReport  `json:"timeline,omitempty"`
 	Targets    []Target         `json:"targets"`
 	Errors     []string         `json:"errors,omitempty"`
@@ -508,6 +512,10 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 		dr.Argv, err = e.argvBench(ctx, argv, cri)
 		return err
 	})
+	section("runscs", func() (err error) {
+		dr.Runscs, err = e.runscsBench(ctx)
+		return err
+	})
 	if o.timeline > 0 && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "bench: containerd %s: timeline\n", version)
 		if dr.Timeline, err = e.timeline(ctx, o.timeline); err != nil {
@@ -600,6 +608,13 @@ func stripSamples(r *Report) {
 		if d.CRI != nil {
 			for i := range d.CRI.Variants {
 				d.CRI.Variants[i].Raw = nil
+			}
+		}
+		if d.Runscs != nil {
+			for _, ss := range [][]Summary{d.Runscs.Lifecycle, d.Runscs.Raw, d.Runscs.Exec} {
+				for i := range ss {
+					ss[i].Raw = nil
+				}
 			}
 		}
 	}

@@ -173,6 +173,34 @@ func printMarkdown(w io.Writer, r *Report) {
 				fmt.Fprintf(w, "| %s | **total** (%d runs)%s | **%s** |\n", l.Name, l.Runs, consistent, countList(l.Total))
 			}
 		}
+		if rs := d.Runscs; rs != nil {
+			fmt.Fprintf(w, "\n### 6. runsc generations and platforms\n\n")
+			fmt.Fprintf(w, "The same work under each runsc, variants interleaved: start-to-exit of `true` through this shim (as in 1) and under `runsc run`, exec of `true` through this shim, and the host memory of one idle container (its sandbox and gofer processes).\n\n")
+			fmt.Fprintf(w, "| runsc | platform | binary | shim `true` p50 | p95 | raw `runsc run` p50 | p95 | shim exec p50 | p95 | idle sandbox RSS MiB | PSS MiB | processes |\n")
+			fmt.Fprintf(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for i, v := range rs.Runscs {
+				var l, x, m Summary
+				var g MemGroup
+				if i < len(rs.Lifecycle) {
+					l = rs.Lifecycle[i]
+				}
+				if i < len(rs.Raw) {
+					x = rs.Raw[i]
+				}
+				if i < len(rs.Exec) {
+					m = rs.Exec[i]
+				}
+				if i < len(rs.Memory) {
+					g = rs.Memory[i]
+				}
+				fmt.Fprintf(w, "| %s | %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", v.Version, v.Platform, v.Binary,
+					fmtMs(l.P50), fmtMs(l.P95), fmtMs(x.P50), fmtMs(x.P95), fmtMs(m.P50), fmtMs(m.P95),
+					fmtMiB(g.RSSKiB), fmtMiB(g.PSSKiB), g.Count)
+			}
+			for _, n := range rs.Notes {
+				fmt.Fprintf(w, "\nNOTE: %s\n", n)
+			}
+		}
 		if tl := d.Timeline; tl != nil {
 			fmt.Fprintf(w, "\n### Timeline: time in runsc/runc vs the rest (shim + containerd), p50 of %d runs\n\n", tl.Runs)
 			fmt.Fprintf(w, "runsc/runc run through a timing wrapper (adds a bash start per call).\n\n")

@@ -56,6 +56,11 @@ func tomlKey(k string) string {
 // runsc's default sandbox network) plus the given runsc flags, which win
 // over the default. Keys are written sorted.
 func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) {
+	return WriteRunscConfigFor(dir, Runsc(), flags)
+}
+
+// WriteRunscConfigFor is WriteRunscConfig for the runsc binary at binary.
+func WriteRunscConfigFor(dir, binary string, flags map[string]string) (RunscConfig, error) {
 	cfg := RunscConfig{
 		Path: filepath.Join(dir, "runsc.toml"),
 		Root: filepath.Join(dir, "runsc-root"),
@@ -78,7 +83,7 @@ func WriteRunscConfig(dir string, flags map[string]string) (RunscConfig, error) 
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "binary_name = %s\nroot = %s\n\n[runsc_config]\n", strconv.Quote(Runsc()), strconv.Quote(cfg.Root))
+	fmt.Fprintf(&b, "binary_name = %s\nroot = %s\n\n[runsc_config]\n", strconv.Quote(binary), strconv.Quote(cfg.Root))
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %s = %s\n", tomlKey(k), strconv.Quote(all[k]))
 	}
