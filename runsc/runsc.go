@@ -99,6 +99,16 @@ func (r *Runsc) monitor() runc.ProcessMonitor {
 	return r.Monitor
 }
 
+// unsupported refuses a subcommand the probed runsc does not have, instead
+// of running it and reporting runsc's usage text.
+func (r *Runsc) unsupported(sub string) error {
+	f := r.Features
+	if f == nil || len(f.Subcommands) == 0 || f.HasSubcommand(sub) {
+		return nil
+	}
+	return fmt.Errorf("runsc %s: %s has no %q subcommand (see `%s help`): %w", sub, f, sub, f.Binary, ErrUnsupported)
+}
+
 // Args is the full argv (without the binary) for a subcommand.
 func (r *Runsc) Args(sub string, args ...string) []string {
 	g := r.GlobalArgs()
@@ -131,6 +141,9 @@ func (r *Runsc) run(cmd *exec.Cmd, sub string) ([]byte, error) {
 
 // runWith is run; ctx is for the diagnosis of a failure.
 func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte, error) {
+	if err := r.unsupported(sub); err != nil {
+		return nil, err
+	}
 	var stdout, stderr bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &stdout
@@ -310,6 +323,9 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 // on. The shim's copy of the child's side of the pipes is closed only once
 // the command succeeded, so that a retry can hand the same IO again.
 func (r *Runsc) runIO(ctx context.Context, cmd *exec.Cmd, sub string, pio runc.IO) error {
+	if err := r.unsupported(sub); err != nil {
+		return err
+	}
 	if pio != nil {
 		pio.Set(cmd)
 	} else {
@@ -442,6 +458,9 @@ func (o *ExecOpts) args() []string {
 // with its status: the caller reaps it (through Monitor). Unlike `--detach`,
 // which forks a second runsc to do the waiting, this costs one runsc start.
 func (r *Runsc) Exec(ctx context.Context, id string, opts *ExecOpts) (int, error) {
+	if err := r.unsupported("exec"); err != nil {
+		return 0, err
+	}
 	if err := unix.Mkfifo(opts.PidFile, 0o600); err != nil {
 		return 0, fmt.Errorf("runsc exec: create pid fifo: %w", err)
 	}

@@ -195,3 +195,24 @@ func TestMissingBinary(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestMissingSubcommandRefusedWithoutRunningRunsc(t *testing.T) {
+	script, dir := fakeRunsc(t, `exit 0`)
+	f := NewFeatures(script, "20221219.0", []string{"root"}, []string{"create", "start", "delete"})
+	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: t.TempDir(), Features: f, IDSuffix: IDSuffix}
+	_, err := r.Stats(context.Background(), "c1")
+	want := "runsc events: runsc 20221219.0 (" + script + ") has no \"events\" subcommand (see `" + script + " help`): " + ErrUnsupported.Error()
+	if err == nil || err.Error() != want || !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	if _, err := r.Exec(context.Background(), "c1", &ExecOpts{PidFile: filepath.Join(t.TempDir(), "pid")}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("exec: got %v, want ErrUnsupported", err)
+	}
+	if err := r.Delete(context.Background(), "c1", true); err != nil {
+		t.Fatalf("delete, which this runsc has: %v", err)
+	}
+	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
+	if n := strings.Count(string(argv), "\n"); n != 1 || !strings.Contains(string(argv), " delete ") {
+		t.Fatalf("runsc ran %d times, want only the delete:\n%s", n, argv)
+	}
+}

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
 // service is the Task API (v3, and v2 through the adapter) of one shim
@@ -97,6 +99,9 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 func errToTTRPC(err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, runsc.ErrUnsupported) && !errdefs.IsNotImplemented(err) {
+		err = fmt.Errorf("%w: %w", err, errdefs.ErrNotImplemented)
 	}
 	return errgrpc.ToGRPC(err)
 }

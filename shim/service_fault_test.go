@@ -691,3 +691,11 @@ func TestPauseOfPodMemberRefused(t *testing.T) {
 		t.Fatalf("runsc pause ran:\n%s", e.calls())
 	}
 }
+
+func TestUnsupportedRunscIsNotImplemented(t *testing.T) {
+	err := errToTTRPC(fmt.Errorf("checkpoint %q: %w", "c1", runsc.ErrUnsupported))
+	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented")
+	if !strings.Contains(err.Error(), runsc.ErrUnsupported.Error()) {
+		t.Fatalf("message lost: %v", err)
+	}
+}
