@@ -3,7 +3,8 @@ BIN        := bin/containerd-shim-runsc-v1
 PREFIX     ?= /usr/local
 GO         ?= go
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS    := -s -w -X github.com/gvisor-shim/containerd-shim-runsc-v1/shim.Version=$(VERSION)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet 2>/dev/null || echo .m)
+LDFLAGS    := -s -w -X github.com/gvisor-shim/containerd-shim-runsc-v1/shim.Version=$(VERSION) -X github.com/gvisor-shim/containerd-shim-runsc-v1/shim.Revision=$(REVISION)
 # containerd 2.x for the integration tests (built by .ci/run or `make containerd24`).
 CONTAINERD24_DIR ?= /var/cache/runsc-shim-ci/bin
 CONTAINERD24     ?= $(CONTAINERD24_DIR)/containerd

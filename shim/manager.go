@@ -51,6 +51,10 @@ var Version = "dev"
 // binary speaks both bootstrap protocols), and everything else through
 // containerd's shim library (server, `delete`, -info).
 func Main() {
+	if versionAction(os.Args[1:]) {
+		printVersion(os.Stdout, runsc.DefaultCommand)
+		return
+	}
 	if args, ok := startAction(os.Args[1:]); ok {
 		if err := runStart(context.Background(), args); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %s\n", RuntimeName, err)

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"strings"
 	"testing"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
@@ -56,5 +57,30 @@ func TestParseBootstrap(t *testing.T) {
 	}
 	if _, ok := parseBootstrap(ob, "abc", "k8s.io"); ok {
 		t.Fatal("runtime options taken as bootstrap params")
+	}
+}
+
+func TestVersionAction(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-v"}, true},
+		{[]string{"--version"}, true},
+		{[]string{"-namespace", "k8s.io", "-id", "x", "start"}, false},
+		{[]string{"-namespace", "k8s.io", "-id", "x", "delete"}, false},
+		{[]string{"-bogus"}, false},
+	} {
+		if got := versionAction(tc.args); got != tc.want {
+			t.Errorf("versionAction(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	var b strings.Builder
+	printVersion(&b, "no-such-runsc-binary")
+	out := b.String()
+	for _, want := range []string{shimBinaryName + ":\n", "  Version:    " + Version + "\n", "  Revision:   ", "  Go version: go", "  runsc:      not found (no-such-runsc-binary is not on PATH"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
 	}
 }
