@@ -276,7 +276,7 @@ func sortedKeys[V any](m map[string]V) []string {
 //   - any other type: an error naming the type url.
 func ConfigFromOptions(opts typeurl.Any) (cfg *Config, path string, err error) {
 	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
-		return &Config{}, "", nil
+		return defaultConfig()
 	}
 	if opts.GetTypeUrl() == "" {
 		return nil, "", fmt.Errorf("runtime options without a type url: %w", errdefs.ErrInvalidArgument)
@@ -291,7 +291,7 @@ func ConfigFromOptions(opts typeurl.Any) (cfg *Config, path string, err error) {
 	switch o := v.(type) {
 	case *runtimeoptions.Options:
 		if o.GetConfigPath() == "" {
-			return &Config{}, "", nil
+			return defaultConfig()
 		}
 		if t := o.GetTypeUrl(); t != "" && t != runscOptionsType {
 			return nil, "", fmt.Errorf("runtime options: unsupported config TypeUrl %q for %s (want %q): %w",
@@ -303,10 +303,28 @@ func ConfigFromOptions(opts typeurl.Any) (cfg *Config, path string, err error) {
 		}
 		return c, o.GetConfigPath(), nil
 	case *runcoptions.Options:
-		return &Config{}, "", nil
+		return defaultConfig()
 	default:
 		return nil, "", unsupportedOptions(opts.GetTypeUrl())
 	}
+}
+
+// defaultConfigFile is read when the runtime's options name no runsc.toml
+// (containerd's minimal snippet: runtime_type alone), if it exists.
+var defaultConfigFile = runsc.DefaultConfigFile
+
+func defaultConfig() (*Config, string, error) {
+	if _, err := os.Stat(defaultConfigFile); err != nil {
+		if os.IsNotExist(err) {
+			return &Config{}, "", nil
+		}
+		return nil, "", fmt.Errorf("runsc config %s: %w", defaultConfigFile, err)
+	}
+	c, err := LoadConfig(defaultConfigFile)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, defaultConfigFile, nil
 }
 
 func unsupportedOptions(typeURL string) error {

@@ -376,3 +376,34 @@ func TestCheckFlags(t *testing.T) {
 		t.Fatalf("got %v\nwant %s: invalid argument", err, want)
 	}
 }
+
+func TestDefaultConfigFileWhenNoConfigPath(t *testing.T) {
+	saved := defaultConfigFile
+	t.Cleanup(func() { defaultConfigFile = saved })
+	defaultConfigFile = filepath.Join(t.TempDir(), "runsc.toml")
+	noPath, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []typeurl.Any{nil, noPath} {
+		cfg, path, err := ConfigFromOptions(opts)
+		if err != nil || path != "" || len(cfg.RunscConfig) != 0 {
+			t.Fatalf("no default file: cfg %+v path %q err %v", cfg, path, err)
+		}
+	}
+	if err := os.WriteFile(defaultConfigFile, []byte("[runsc_config]\n  network = \"host\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []typeurl.Any{nil, noPath} {
+		cfg, path, err := ConfigFromOptions(opts)
+		if err != nil || path != defaultConfigFile || cfg.RunscConfig["network"] != "host" {
+			t.Fatalf("with %s: cfg %+v path %q err %v", defaultConfigFile, cfg, path, err)
+		}
+	}
+	if err := os.WriteFile(defaultConfigFile, []byte("bogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ConfigFromOptions(nil); err == nil || !strings.Contains(err.Error(), defaultConfigFile) {
+		t.Fatalf("a broken default file must fail naming it, got %v", err)
+	}
+}

@@ -55,6 +55,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	runsc.FeaturesCacheDir = cache
+	// The host's /etc/containerd/runsc.toml must not change what the
+	// tests see.
+	defaultConfigFile = filepath.Join(cache, "no-default-runsc.toml")
 	code := m.Run()
 	os.RemoveAll(cache)
 	os.Exit(code)
