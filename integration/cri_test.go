@@ -337,6 +337,7 @@ func TestCRI(t *testing.T) {
 		t.Run("privileged", e.testPrivileged)
 		t.Run("pods-in-a-row", e.testPodsInARow)
 		t.Run("pod-stop", e.testPodStop)
+		t.Run("pod-waiters", e.testPodWaiters)
 	})
 }
 
@@ -748,12 +749,22 @@ func (e *criEnv) testStartError(t *testing.T) {
 	p.stopRemove(t, true)
 }
 
+// startClockSkew is how much earlier than containerd's started_at an
+// instantly exiting process may be stamped finished (see checkTimes).
+const startClockSkew = 20 * time.Millisecond
+
 func checkTimes(t *testing.T, what string, st *runtimeapi.ContainerStatus) {
 	t.Helper()
 	c, s, f := st.GetCreatedAt(), st.GetStartedAt(), st.GetFinishedAt()
 	now := time.Now().UnixNano()
-	if !(c > 0 && s >= c && f > s && f <= now) {
-		t.Errorf("%s: created_at %d started_at %d finished_at %d (now %d): want 0 < created <= started < finished <= now", what, c, s, f, now)
+	// containerd's CRI reads its clock for started_at after StartContainer's
+	// task Start has returned, while finished_at is the exit's time as the
+	// shim stamped it: a process that exits at once (`exit 4`) can be
+	// stamped a moment (the ttrpc round trip) before containerd's reading.
+	// Within startClockSkew that is the same instant.
+	if !(c > 0 && s >= c && f > s-int64(startClockSkew) && f <= now) {
+		t.Errorf("%s: created_at %d started_at %d finished_at %d (now %d): want 0 < created <= started < finished (%s tolerated) <= now",
+			what, c, s, f, now, startClockSkew)
 	}
 }
 
@@ -1052,4 +1063,56 @@ func (e *criEnv) netstack(t *testing.T) bool {
 	}
 	t.Logf("%s refuses network = \"sandbox\" here, with the hint: checked", f)
 	return false
+}
+
+// testPodWaiters: a pod's containers are waited for without a resident
+// process each (the shim waits through the sandbox's control socket), an
+// exit is reported with its status at once, and a sandbox killed from
+// outside still reports every member's exit.
+func (e *criEnv) testPodWaiters(t *testing.T) {
+	p := e.runPod(t, "waiters", harness.HandlerRunsc, nil)
+	quick := p.start(t, criContainer{name: "quick", command: []string{"sh", "-c", "sleep 1; exit 7"}})
+	sleepers := []string{
+		p.start(t, criContainer{name: "sleeper1", command: []string{"sleep", "100000"}}),
+		p.start(t, criContainer{name: "sleeper2", command: []string{"sleep", "100000"}}),
+	}
+	waiters := func() []string {
+		var out []string
+		for _, pr := range p.processes()["runsc"] {
+			if strings.Contains(" "+pr.Cmdline+" ", " wait ") {
+				out = append(out, fmt.Sprintf("%d %s", pr.Pid, pr.Cmdline))
+			}
+		}
+		return out
+	}
+	if w := waiters(); len(w) > 0 {
+		t.Errorf("resident runsc wait processes for the pod's containers:\n  %s", strings.Join(w, "\n  "))
+	}
+	st := p.waitExited(t, quick)
+	run := time.Duration(st.GetFinishedAt() - st.GetStartedAt())
+	t.Logf("quick: exit code %d after %s", st.GetExitCode(), run.Round(time.Millisecond))
+	if st.GetExitCode() != 7 {
+		t.Errorf("sh -c 'sleep 1; exit 7': exit code %d, want 7", st.GetExitCode())
+	}
+	// It ran `sleep 1`: its exit reached containerd within 1 s of that.
+	if run < time.Second || run > 2*time.Second {
+		t.Errorf("sh -c 'sleep 1; exit 7' ran %s from start to the reported exit, want 1-2 s", run)
+	}
+	sandboxes := p.processes()["runsc-sandbox"]
+	if len(sandboxes) != 1 {
+		t.Fatalf("%d runsc-sandbox processes for the pod, want 1:\n%s", len(sandboxes), processTable(p.processes()))
+	}
+	if err := unix.Kill(sandboxes[0].Pid, unix.SIGKILL); err != nil {
+		t.Fatalf("kill the sandbox %d: %v", sandboxes[0].Pid, err)
+	}
+	for _, id := range sleepers {
+		st := p.waitExited(t, id)
+		if st.GetExitCode() != 137 {
+			t.Errorf("pod member %s after its sandbox was killed: exit code %d, want 137", id, st.GetExitCode())
+		}
+	}
+	if w := waiters(); len(w) > 0 {
+		t.Errorf("runsc wait processes during the pod's life:\n  %s", strings.Join(w, "\n  "))
+	}
+	p.stopRemove(t, true)
 }

@@ -364,13 +364,35 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 // sandbox into its exit. If the sandbox itself is gone, runsc cannot tell
 // the status: the container was killed with it.
 func (s *service) waitSubcontainer(c *container) {
-	status, err := c.runsc.Wait(context.WithoutCancel(s.ctx), c.id)
+	ctx := context.WithoutCancel(s.ctx)
+	status, err := c.runsc.ControlWait(ctx, c.id, c.sandboxID, nil)
+	switch {
+	case err == nil, errors.Is(err, runsc.ErrControlLost):
+		logWaitPath(c, "control socket")
+	default:
+		// Not a protocol this shim knows (or no socket): `runsc wait`,
+		// which always works, at the cost of a process per container.
+		logWaitPath(c, "runsc wait")
+		log.G(s.ctx).WithError(err).WithField("id", c.id).Debug("waiting through the sandbox's control socket failed: using runsc wait")
+		status, err = c.runsc.Wait(ctx, c.id)
+	}
 	if err != nil {
 		log.G(s.ctx).WithError(err).WithField("id", c.id).Warn("runsc wait failed: reporting the container as killed")
 		status = 128 + int(syscall.SIGKILL)
 		s.awaitSandboxExit(c)
 	}
 	s.handleExit(c, c.init, status)
+}
+
+var waitPaths sync.Map // runsc binary + path -> logged
+
+// logWaitPath logs, once per runsc binary and path, how pod containers'
+// exits are learned.
+func logWaitPath(c *container, path string) {
+	key := c.runsc.Command + "\x00" + path
+	if _, seen := waitPaths.LoadOrStore(key, true); !seen {
+		log.L.WithField("runsc", c.runsc.Command).WithField("path", path).Info("pod containers' exits come from " + path)
+	}
 }
 
 // sandboxExitWait bounds how long a pod container whose `runsc wait` failed

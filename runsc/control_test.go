@@ -1,0 +1,101 @@
+package runsc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeControl serves one urpc call on a unix socket recorded in sandbox
+// sid's state file under root, answering with answer (nil: hang up).
+func fakeControl(t *testing.T, root, sid string, answer func(method, arg string) any) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	state := fmt.Sprintf(`{"id":%q,"sandbox":{"id":%q,"controlSocketPath":%q}}`, sid, sid, sock)
+	if err := os.WriteFile(filepath.Join(root, sid+"_sandbox:"+sid+".state"), []byte(state), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		var call struct {
+			Method string `json:"method"`
+			Arg    string `json:"arg"`
+		}
+		if json.NewDecoder(conn).Decode(&call) != nil {
+			return
+		}
+		if a := answer(call.Method, call.Arg); a != nil {
+			_ = json.NewEncoder(conn).Encode(a)
+		}
+	}()
+}
+
+func TestControlWait(t *testing.T) {
+	ok := func(ws uint32) func(string, string) any {
+		return func(method, arg string) any {
+			if method != "containerManager.Wait" || arg != "c1+" {
+				return map[string]any{"success": false, "err": "unexpected call " + method + " " + arg}
+			}
+			return map[string]any{"success": true, "result": ws}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		answer func(string, string) any
+		want   int
+		errIs  error
+		errHas string
+	}{
+		{"exit 7", ok(7 << 8), 7, nil, ""},
+		{"killed", ok(9), 137, nil, ""},
+		{"sandbox gone", func(string, string) any { return nil }, -1, ErrControlLost, "c1+"},
+		{"refused", func(string, string) any { return map[string]any{"success": false, "err": "container not found"} }, -1, nil, "container not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Runsc{Root: t.TempDir(), IDSuffix: IDSuffix}
+			fakeControl(t, r.Root, "pod+", tc.answer)
+			readied := false
+			got, err := r.ControlWait(context.Background(), "c1", "pod", func() { readied = true })
+			if got != tc.want || !readied {
+				t.Errorf("status %d (ready %v), want %d", got, readied, tc.want)
+			}
+			if tc.errIs != nil && !errors.Is(err, tc.errIs) || tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)) ||
+				tc.errIs == nil && tc.errHas == "" && err != nil {
+				t.Errorf("err %v, want %v / %q", err, tc.errIs, tc.errHas)
+			}
+		})
+	}
+}
+
+func TestControlWaitWithoutSocketFallsBack(t *testing.T) {
+	r := &Runsc{Root: t.TempDir(), IDSuffix: IDSuffix}
+	if _, err := r.ControlWait(context.Background(), "c1", "pod", nil); !errors.Is(err, ErrNoControlSocket) {
+		t.Fatalf("no state file: %v, want ErrNoControlSocket", err)
+	}
+	// runsc 20221219's state names no socket: its abstract one, with the NUL.
+	if err := os.WriteFile(filepath.Join(r.Root, "pod+_sandbox:pod+.state"), []byte(`{"sandbox":{"id":"pod+"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := r.controlSocket("pod+")
+	if err != nil || addr != "@runsc-sandbox.pod+\x00" {
+		t.Fatalf("address %q, %v", addr, err)
+	}
+	if _, err := r.ControlWait(context.Background(), "c1", "pod", nil); !errors.Is(err, ErrNoControlSocket) {
+		t.Fatalf("nobody listening: %v, want ErrNoControlSocket", err)
+	}
+}
