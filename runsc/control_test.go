@@ -99,3 +99,33 @@ func TestControlWaitWithoutSocketFallsBack(t *testing.T) {
 		t.Fatalf("nobody listening: %v, want ErrNoControlSocket", err)
 	}
 }
+
+func TestControlStats(t *testing.T) {
+	event := map[string]any{"type": "stats", "id": "c1+", "data": map[string]any{
+		"cpu": map[string]any{"usage": map[string]any{"total": 5}}, "memory": map[string]any{"usage": map[string]any{"usage": 4096}}}}
+	r := &Runsc{Command: "/fake/runsc-a", Root: t.TempDir(), IDSuffix: IDSuffix}
+	fakeControl(t, r.Root, "pod+", func(method, arg string) any {
+		if method != "containerManager.Event" || arg != "c1+" {
+			return map[string]any{"success": false, "err": "unexpected " + method}
+		}
+		return map[string]any{"success": true, "result": map[string]any{"event": event,
+			"containerUsage": map[string]uint64{"c1+": 30, "pod+": 10}}}
+	})
+	// The host cgroup's 1000 ns split 3:1, as runsc splits it.
+	st, err := r.ControlStats(context.Background(), "c1", "pod", 1000)
+	if err != nil || st.CPU.Usage.Total != 750 || st.Memory.Usage.Usage != 4096 {
+		t.Fatalf("stats %+v, %v; want cpu 750, memory 4096", st, err)
+	}
+
+	// A sandbox that refuses the call (another runsc's protocol): fall back,
+	// and do not ask it again.
+	r2 := &Runsc{Command: "/fake/runsc-b", Root: t.TempDir(), IDSuffix: IDSuffix}
+	fakeControl(t, r2.Root, "pod+", func(string, string) any {
+		return map[string]any{"success": false, "err": "json: cannot unmarshal string into Go value of type boot.EventIn"}
+	})
+	for range 2 {
+		if _, err := r2.ControlStats(context.Background(), "c1", "pod", 0); !errors.Is(err, ErrNoControlSocket) {
+			t.Fatalf("refused call: %v, want ErrNoControlSocket", err)
+		}
+	}
+}

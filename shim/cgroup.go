@@ -12,7 +12,9 @@ import (
 	"sync"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -179,6 +181,25 @@ func (p *pod) stat() (any, error) {
 		return nil, err
 	}
 	return p.cg.stat()
+}
+
+// cpuUsage is the sandbox's host cgroup CPU time in ns (0 when unknown).
+func (p *pod) cpuUsage() uint64 {
+	m, err := p.stat()
+	if err != nil {
+		return 0
+	}
+	switch m := m.(type) {
+	case *v1stats.Metrics:
+		if m.GetCPU().GetUsage() != nil {
+			return m.CPU.Usage.Total
+		}
+	case *v2stats.Metrics:
+		if m.GetCPU() != nil {
+			return m.CPU.UsageUsec * 1000
+		}
+	}
+	return 0
 }
 
 func (p *pod) load() error {

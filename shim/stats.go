@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containerd/cgroups/v3"
@@ -197,7 +198,7 @@ func (c *container) stats(ctx context.Context) (*runsc.Stats, error) {
 	if stopped() {
 		return c.stoppedStats(), nil
 	}
-	st, err := c.runsc.Stats(ctx, c.id)
+	st, err := c.runscStats(ctx)
 	if err != nil {
 		if stopped() {
 			return c.stoppedStats(), nil
@@ -206,6 +207,23 @@ func (c *container) stats(ctx context.Context) (*runsc.Stats, error) {
 	}
 	c.monotonicCPU(st)
 	return st, nil
+}
+
+// runscStats asks the Sentry: a pod member through its sandbox's control
+// socket (no runsc process per poll), else `runsc events --stats`.
+func (c *container) runscStats(ctx context.Context) (*runsc.Stats, error) {
+	if c.init.Subcontainer() {
+		var host uint64
+		if c.pod != nil {
+			host = c.pod.cpuUsage()
+		}
+		st, err := c.runsc.ControlStats(ctx, c.id, c.sandboxID, host)
+		if !errors.Is(err, runsc.ErrNoControlSocket) {
+			return st, err
+		}
+		log.G(ctx).WithError(err).WithField("id", c.id).Debug("stats through the sandbox's control socket: asking runsc events")
+	}
+	return c.runsc.Stats(ctx, c.id)
 }
 
 func (c *container) stoppedStats() *runsc.Stats {
