@@ -106,7 +106,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		return nil, err
 	}
 	var (
-		unit     string
+		unit      string
 		sandboxCg proc.SandboxCgroup
 	)
 	if scope != nil {

@@ -10,6 +10,10 @@ set -euo pipefail
 CACHE=${SYSTEMD_TEST_CACHE:-/var/cache/runsc-shim-ci/systemd}
 TREE=$CACHE/bookworm
 CG=runsc-shim-nspawn
+# Bound read-only into the container at the same paths: the repository (the
+# shim and the test binary built on the host) and the binaries under test.
+REPO=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+RUNSC_CURRENT=${RUNSC_CURRENT:-/var/cache/runsc-shim-ci/runsc-0.0.0-20260905035102-160fafc42237/runsc}
 RUN=/run/runsc-shim-nspawn
 mkdir -p "$RUN"
 
@@ -32,6 +36,16 @@ setup() {
 		echo runsc-shim-test > "$TREE.new/etc/hostname"
 		touch "$TREE.new/.complete"
 		mv "$TREE.new" "$TREE"
+	fi
+	# What the integration harness runs besides containerd and runsc (bound
+	# in from the host at boot): the CNI bridge, ip, iptables, busybox.
+	if [ ! -e "$TREE/.packages" ]; then
+		echo "installing the harness's packages into $TREE (once)"
+		systemd-nspawn -q --register=no --keep-unit -D "$TREE" --pipe sh -c 'apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			containernetworking-plugins iproute2 iptables busybox-static ca-certificates' \
+			>"$CACHE/packages.log" 2>&1 || { tail -20 "$CACHE/packages.log" >&2; exit 1; }
+		touch "$TREE/.packages"
 	fi
 	# nspawn mounts the v1 controller hierarchies read-only: remount them
 	# read-write before systemd starts, or scopes reach only name=systemd.
@@ -56,10 +70,10 @@ boot() {
 		echo $$ > "$h/$CG/cgroup.procs"; done
 	exec systemd-nspawn -D "$TREE" --register=no --keep-unit --console=passive \
 		--capability=all --system-call-filter="@keyring" --kill-signal=SIGRTMIN+3 \
-		--bind=/work:/work --bind-ro=/usr/bin/containerd:/usr/local/bin/containerd \
-		--bind-ro=/var/cache/runsc-shim-ci:/var/cache/runsc-shim-ci \
-		--bind-ro=/usr/bin/runsc:/usr/local/bin/runsc \
-		${NSPAWN_BIND:-} /usr/local/sbin/cgroup-rw-init
+		--private-network \
+		--bind-ro="$REPO" --bind-ro=/usr/bin/containerd --bind-ro=/usr/bin/runsc \
+		--bind-ro=/var/cache/runsc-shim-ci/bin --bind-ro="$(dirname "$RUNSC_CURRENT")" \
+		/usr/local/sbin/cgroup-rw-init
 }
 
 pid1() {
