@@ -3,12 +3,15 @@ package shim
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
@@ -111,6 +114,12 @@ type systemdScope struct {
 	mu sync.Mutex
 	// cgroup is the scope's cgroupfs path, known once it was placed.
 	cgroup string
+	// foreign are the directories of the scope's path (and its slices')
+	// that did not exist in the v1 hierarchies systemd does not manage
+	// (cpuset, freezer...) before runsc ran: runsc creates them there
+	// (mkdir -p) and removes only the scope's own, so the shim removes the
+	// rest with the scope. Deepest first.
+	foreign []string
 }
 
 // Place creates the scope with the held runsc process pid in it and points
@@ -124,7 +133,9 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 		return fmt.Errorf("create systemd scope %s in %s for cgroupsPath %q: %w", s.scope.Unit, s.scope.Slice, s.path, err)
 	}
 	cg, err := scopeCgroup(pid, s.scope.Unit)
+	var foreign []string
 	if err == nil {
+		foreign = missingCgroupDirs(cgroupV1Root, cg)
 		s.spec.Linux.CgroupsPath = cg
 		err = oci.SaveSpec(s.bundle, s.spec)
 	}
@@ -135,18 +146,67 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 		return fmt.Errorf("systemd scope %s for cgroupsPath %q: %w", s.scope.Unit, s.path, err)
 	}
 	s.mu.Lock()
-	s.cgroup = cg
+	s.cgroup, s.foreign = cg, foreign
 	s.mu.Unlock()
 	log.G(ctx).WithField("unit", s.scope.Unit).WithField("cgroup", cg).Debug("sandbox in systemd scope")
 	return nil
 }
 
-// Remove stops the scope.
+// Remove stops the scope and removes the directories runsc made for it
+// outside systemd's hierarchies.
 func (s *systemdScope) Remove(ctx context.Context) error {
 	if err := s.scope.Stop(ctx); err != nil {
 		return fmt.Errorf("remove systemd scope %s: %w", s.scope.Unit, err)
 	}
+	s.mu.Lock()
+	foreign := s.foreign
+	s.foreign = nil
+	s.mu.Unlock()
+	for _, dir := range foreign {
+		// Not empty or busy: another sandbox's runsc uses it now.
+		if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT && err != unix.ENOTEMPTY && err != unix.EBUSY {
+			log.G(ctx).WithError(err).WithField("dir", dir).Warn("remove cgroup directory")
+		}
+	}
 	return nil
+}
+
+// cgroupV1Root is where the v1 hierarchies are mounted.
+var cgroupV1Root = "/sys/fs/cgroup"
+
+// missingCgroupDirs returns, deepest first, the directories of cgroup path
+// cg (and of its parents) that do not exist in the v1 hierarchies under
+// root other than systemd's own (name=systemd, unified). None on cgroup v2.
+func missingCgroupDirs(root, cg string) []string {
+	if unifiedCgroups {
+		return nil
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		// Symlinks (cpu -> cpu,cpuacct) name a hierarchy listed as a
+		// directory too.
+		if !e.IsDir() || name == "systemd" || name == "unified" {
+			continue
+		}
+		h := filepath.Join(root, name)
+		if _, err := os.Stat(filepath.Join(h, "cgroup.procs")); err != nil {
+			continue
+		}
+		for dir := filepath.Join(h, cg); dir != h && strings.HasPrefix(dir, h+"/"); dir = filepath.Dir(dir) {
+			if _, err := os.Stat(dir); err == nil {
+				break
+			}
+			out = append(out, dir)
+		}
+	}
+	// Deepest first within each hierarchy already; across hierarchies the
+	// order does not matter.
+	return out
 }
 
 // cgroupPath is the scope's cgroupfs path ("" before Place).

@@ -231,6 +231,15 @@ func (p *pod) checkGone(t *testing.T) {
 	if left := colonDirs(); len(left) > 0 {
 		t.Errorf("cgroup directories named like a systemd cgroupsPath (slice:prefix:name) exist:\n  %s", strings.Join(left, "\n  "))
 	}
+	// kubelet removes the pod's slice once its pods are gone: then nothing
+	// of the pod remains in any hierarchy (runsc creates the scope's path
+	// in the hierarchies systemd does not manage, e.g. cpuset, freezer).
+	if out, err := exec.Command("systemctl", "stop", p.slice).CombinedOutput(); err != nil {
+		t.Errorf("systemctl stop %s: %v\n%s", p.slice, err, out)
+	}
+	if left := findDirs(func(name string) bool { return name == p.slice }); len(left) > 0 {
+		t.Errorf("the pod's slice %s left cgroup directories after its removal:\n  %s", p.slice, strings.Join(left, "\n  "))
+	}
 }
 
 // testPodInScope: the sandbox of a pod whose cgroup parent is a slice runs
