@@ -120,4 +120,3 @@ func TestNoSystemd(t *testing.T) {
 		t.Errorf("Start: %v, want FailedPrecondition naming why", err)
 	}
 }
-
