@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -136,6 +137,10 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 	var foreign []string
 	if err == nil {
 		foreign = missingCgroupDirs(cgroupV1Root, cg)
+		// For the `delete` action, should this shim be lost.
+		err = writeScopeRecord(s.bundle, scopeRecord{Unit: s.scope.Unit, Dirs: foreign})
+	}
+	if err == nil {
 		s.spec.Linux.CgroupsPath = cg
 		err = oci.SaveSpec(s.bundle, s.spec)
 	}
@@ -162,13 +167,69 @@ func (s *systemdScope) Remove(ctx context.Context) error {
 	foreign := s.foreign
 	s.foreign = nil
 	s.mu.Unlock()
-	for _, dir := range foreign {
+	removeCgroupDirs(ctx, foreign)
+	if err := os.Remove(filepath.Join(s.bundle, scopeFile)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove %s: %w", scopeFile, err)
+	}
+	return nil
+}
+
+// removeCgroupDirs removes the (empty) cgroup directories dirs, which must
+// be below cgroupV1Root.
+func removeCgroupDirs(ctx context.Context, dirs []string) {
+	for _, dir := range dirs {
+		if filepath.Clean(dir) != dir || !strings.HasPrefix(dir, cgroupV1Root+"/") {
+			log.G(ctx).WithField("dir", dir).Warn("not removing a cgroup directory outside " + cgroupV1Root)
+			continue
+		}
 		// Not empty or busy: another sandbox's runsc uses it now.
 		if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT && err != unix.ENOTEMPTY && err != unix.EBUSY {
 			log.G(ctx).WithError(err).WithField("dir", dir).Warn("remove cgroup directory")
 		}
 	}
+}
+
+// scopeFile records, in the bundle, the sandbox's scope and the cgroup
+// directories the shim removes with it, for the `delete` action.
+const scopeFile = "systemd-scope.json"
+
+type scopeRecord struct {
+	Unit string   `json:"unit"`
+	Dirs []string `json:"dirs,omitempty"`
+}
+
+func writeScopeRecord(bundle string, r scopeRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, scopeFile), b, 0o600); err != nil {
+		return fmt.Errorf("record the systemd scope in the bundle: %w", err)
+	}
 	return nil
+}
+
+// removeLostScope is the `delete` action's part of the systemd driver: it
+// stops the scope of a sandbox whose shim was lost (unit from the runsc
+// settings, in case the shim died before it recorded more) and removes the
+// directories recorded with it.
+func removeLostScope(ctx context.Context, bundle, unit string) {
+	var rec scopeRecord
+	if b, err := os.ReadFile(filepath.Join(bundle, scopeFile)); err == nil {
+		if err := json.Unmarshal(b, &rec); err != nil {
+			log.G(ctx).WithError(err).Warn("read " + scopeFile)
+		}
+	}
+	if rec.Unit != "" && rec.Unit != unit {
+		log.G(ctx).WithField("unit", rec.Unit).Warnf("%s names another unit than the runsc settings (%s): ignored", scopeFile, unit)
+		rec = scopeRecord{}
+	}
+	if err := (systemd.Scope{Unit: unit}).Stop(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("stop the sandbox's systemd scope")
+		return
+	}
+	removeCgroupDirs(ctx, rec.Dirs)
+	_ = os.Remove(filepath.Join(bundle, scopeFile))
 }
 
 // cgroupV1Root is where the v1 hierarchies are mounted.

@@ -39,7 +39,6 @@ import (
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
-	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
 )
 
 // RuntimeName is the runtime type containerd selects this shim with.
@@ -360,9 +359,7 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	if settings.SystemdUnit != "" {
 		// The sandbox is gone: so goes its scope (nothing if it stopped
 		// by itself already).
-		if err := (systemd.Scope{Unit: settings.SystemdUnit}).Stop(ctx); err != nil {
-			log.G(ctx).WithError(err).Warn("stop the sandbox's systemd scope")
-		}
+		removeLostScope(ctx, bundle, settings.SystemdUnit)
 	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,7 @@ func TestSystemdCgroupDriver(t *testing.T) {
 			e := &env{c: c, v: strings.ReplaceAll(v, ".", "")}
 			t.Run("pod-in-scope", e.testPodInScope)
 			t.Run("oom", e.testOOM)
+			t.Run("lost-shim", e.testLostShim)
 			t.Run("invalid-slice", e.testInvalidSlice)
 		})
 	}
@@ -328,6 +330,24 @@ func (e *env) testPodInScope(t *testing.T) {
 		t.Errorf("the scope's memory cgroup accounts nothing")
 	}
 
+	// An update resizes the scope, in cgroupfs and in the unit's
+	// properties (which systemd re-applies, e.g. at daemon-reload).
+	if _, err := e.c.Runtime.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: id, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 * mib}}); err != nil {
+		t.Fatalf("UpdateContainerResources to 96 MiB: %v", err)
+	}
+	wantLimit = strconv.Itoa((96 + 64) * mib)
+	if got, prop := readLimit(t, want), unitProperty(t, p.unit(), prop); got != wantLimit || prop != wantLimit {
+		t.Errorf("scope after updating the container to 96 MiB: memory limit %s, unit property %s, want %s", got, prop, wantLimit)
+	}
+	if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+		t.Fatalf("systemctl daemon-reload: %v\n%s", err, out)
+	}
+	if got := readLimit(t, want); got != wantLimit {
+		t.Errorf("scope's memory limit after systemctl daemon-reload: %s, want %s still", got, wantLimit)
+	}
+	t.Logf("after UpdateContainerResources to 96 MiB and a daemon-reload: scope memory limit %s", wantLimit)
+
 	p.stopRemove(t)
 	harness.AssertNoPodLeftovers(t, e.c, harness.PodRecord{SandboxID: p.id, ContainerIDs: []string{id}, RunscRoot: harness.RunscRootFor(e.c.Runsc)})
 	p.checkGone(t)
@@ -360,6 +380,32 @@ func (e *env) testOOM(t *testing.T) {
 	}
 	p.stopRemove(t)
 	harness.AssertNoPodLeftovers(t, e.c, harness.PodRecord{SandboxID: p.id, ContainerIDs: []string{id}, RunscRoot: harness.RunscRootFor(e.c.Runsc)})
+	p.checkGone(t)
+}
+
+// testLostShim: when the pod's shim is killed, containerd's `delete` action
+// (run by containerd for a dead shim) stops the sandbox's scope too.
+func (e *env) testLostShim(t *testing.T) {
+	p := e.runPod(t, "lost")
+	pids := e.c.K8s.ShimPids(p.id)
+	if len(pids) != 1 {
+		t.Fatalf("shims of pod %s: %v, want one", p.id, pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed shim %d of pod %s", pids[0], p.id)
+	var st map[string]string
+	for deadline := time.Now().Add(harness.LeftoverGrace); ; time.Sleep(100 * time.Millisecond) {
+		if st = unitState(t, p.unit()); st["LoadState"] == "not-found" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st["LoadState"] != "not-found" {
+		t.Errorf("scope %s %s after its shim was killed: %v, want it gone", p.unit(), harness.LeftoverGrace, st)
+	}
+	p.stopRemove(t)
+	harness.AssertNoPodLeftovers(t, e.c, harness.PodRecord{SandboxID: p.id, RunscRoot: harness.RunscRootFor(e.c.Runsc)})
 	p.checkGone(t)
 }
 
