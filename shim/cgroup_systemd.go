@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -115,6 +116,9 @@ type systemdScope struct {
 	mu sync.Mutex
 	// cgroup is the scope's cgroupfs path, known once it was placed.
 	cgroup string
+	// started: this shim started the unit (and so may stop it: a failed
+	// Start may mean another sandbox's unit has the name).
+	started bool
 	// foreign are the directories of the scope's path (and its slices')
 	// that did not exist in the v1 hierarchies systemd does not manage
 	// (cpuset, freezer...) before runsc ran: runsc creates them there
@@ -133,6 +137,9 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 	if err := s.scope.Start(ctx, pid, res); err != nil {
 		return fmt.Errorf("create systemd scope %s in %s for cgroupsPath %q: %w", s.scope.Unit, s.scope.Slice, s.path, err)
 	}
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
 	cg, err := scopeCgroup(pid, s.scope.Unit)
 	var foreign []string
 	if err == nil {
@@ -145,7 +152,7 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 		err = oci.SaveSpec(s.bundle, s.spec)
 	}
 	if err != nil {
-		if serr := s.scope.Stop(context.WithoutCancel(ctx)); serr != nil {
+		if serr := s.Remove(context.WithoutCancel(ctx)); serr != nil {
 			log.G(ctx).WithError(serr).Warn("stop systemd scope")
 		}
 		return fmt.Errorf("systemd scope %s for cgroupsPath %q: %w", s.scope.Unit, s.path, err)
@@ -160,12 +167,18 @@ func (s *systemdScope) Place(ctx context.Context, pid int) error {
 // Remove stops the scope and removes the directories runsc made for it
 // outside systemd's hierarchies.
 func (s *systemdScope) Remove(ctx context.Context) error {
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
 	if err := s.scope.Stop(ctx); err != nil {
 		return fmt.Errorf("remove systemd scope %s: %w", s.scope.Unit, err)
 	}
 	s.mu.Lock()
 	foreign := s.foreign
-	s.foreign = nil
+	s.foreign, s.started = nil, false
 	s.mu.Unlock()
 	removeCgroupDirs(ctx, foreign)
 	if err := os.Remove(filepath.Join(s.bundle, scopeFile)); err != nil && !os.IsNotExist(err) {
@@ -210,19 +223,20 @@ func writeScopeRecord(bundle string, r scopeRecord) error {
 }
 
 // removeLostScope is the `delete` action's part of the systemd driver: it
-// stops the scope of a sandbox whose shim was lost (unit from the runsc
-// settings, in case the shim died before it recorded more) and removes the
-// directories recorded with it.
+// stops the scope of a sandbox whose shim was lost and removes the
+// directories recorded with it. Only a scope the shim recorded as started
+// (it may be another sandbox's otherwise); a shim lost before it recorded
+// the scope left a held runsc process that exits at once, and systemd
+// stops the emptied scope itself.
 func removeLostScope(ctx context.Context, bundle, unit string) {
 	var rec scopeRecord
-	if b, err := os.ReadFile(filepath.Join(bundle, scopeFile)); err == nil {
-		if err := json.Unmarshal(b, &rec); err != nil {
-			log.G(ctx).WithError(err).Warn("read " + scopeFile)
-		}
+	b, err := os.ReadFile(filepath.Join(bundle, scopeFile))
+	if err != nil {
+		return
 	}
-	if rec.Unit != "" && rec.Unit != unit {
-		log.G(ctx).WithField("unit", rec.Unit).Warnf("%s names another unit than the runsc settings (%s): ignored", scopeFile, unit)
-		rec = scopeRecord{}
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Unit != unit {
+		log.G(ctx).WithError(err).WithField("unit", unit).Warnf("%s does not name the sandbox's unit: not stopping it", scopeFile)
+		return
 	}
 	if err := (systemd.Scope{Unit: unit}).Stop(ctx); err != nil {
 		log.G(ctx).WithError(err).Warn("stop the sandbox's systemd scope")
@@ -298,6 +312,9 @@ func scopeCgroup(pid int, unit string) (string, error) {
 	return cg, nil
 }
 
+// systemdCallTimeout bounds a D-Bus call made outside a request's context.
+const systemdCallTimeout = 30 * time.Second
+
 // systemdHostCgroup is a scope's cgroup: limits go to the unit's properties
 // (so that systemd keeps them) and to cgroupfs.
 type systemdHostCgroup struct {
@@ -306,7 +323,9 @@ type systemdHostCgroup struct {
 }
 
 func (c systemdHostCgroup) update(r *specs.LinuxResources) error {
-	if err := c.scope.SetResources(context.Background(), r); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), systemdCallTimeout)
+	defer cancel()
+	if err := c.scope.SetResources(ctx, r); err != nil {
 		return err
 	}
 	return c.hostCgroup.update(r)

@@ -176,3 +176,16 @@ func TestCreateSystemdPathWithoutSystemd(t *testing.T) {
 	}
 	e.noneLeft()
 }
+
+// TestScopeRemoveOnlyWhatItStarted: a scope whose Start failed (its name
+// may be another sandbox's active unit) is never stopped, neither by
+// Remove nor by the `delete` action without the shim's record.
+func TestScopeRemoveOnlyWhatItStarted(t *testing.T) {
+	s := &systemdScope{scope: systemd.Scope{Unit: "cri-containerd-abc.scope", Slice: "kubepods.slice"}, bundle: t.TempDir()}
+	// Stopping would need systemd (FailedPrecondition here): nil means
+	// it was not asked.
+	if err := s.Remove(context.Background()); err != nil {
+		t.Errorf("Remove of a scope never started: %v", err)
+	}
+	removeLostScope(context.Background(), s.bundle, s.scope.Unit) // no record: nothing to do, no panic
+}
