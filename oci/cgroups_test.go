@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"path"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,4 +106,28 @@ func TestExpandSlice(t *testing.T) {
 			t.Errorf("ExpandSlice(%q) = %q, want an error", bad, got)
 		}
 	}
+}
+
+// FuzzParseSystemdCgroupsPath: whatever is accepted becomes a clean
+// absolute cgroup path below systemd's root and a plain unit name.
+func FuzzParseSystemdCgroupsPath(f *testing.F) {
+	for _, s := range []string{"kubepods-besteffort-pod1.slice:cri-containerd:abc", ":runsc:x", "-.slice:p:n", "a--b.slice:p:n", "a.slice:p:../x", "a.slice:p:x/y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseSystemdCgroupsPath(s)
+		if err != nil {
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("error %v is not InvalidArgument", err)
+			}
+			return
+		}
+		p, u := c.Path(), c.Unit()
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.Contains(p, "/../") || !strings.HasSuffix(p, "/"+u) {
+			t.Fatalf("%q: cgroup path %q (unit %q)", s, p, u)
+		}
+		if len(u) > 255 || strings.ContainsAny(u, "/\\\x00 :") || !strings.HasSuffix(u, ".scope") {
+			t.Fatalf("%q: unit %q", s, u)
+		}
+	})
 }
