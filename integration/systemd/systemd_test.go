@@ -26,7 +26,11 @@ import (
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	apitypes "github.com/containerd/containerd/api/types"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -91,6 +95,7 @@ func TestSystemdCgroupDriver(t *testing.T) {
 			t.Run("oom", e.testOOM)
 			t.Run("lost-shim", e.testLostShim)
 			t.Run("invalid-slice", e.testInvalidSlice)
+			t.Run("runsc-toml-systemd-cgroup", e.testConfigSystemdCgroup)
 		})
 	}
 }
@@ -407,6 +412,67 @@ func (e *env) testLostShim(t *testing.T) {
 	p.stopRemove(t)
 	harness.AssertNoPodLeftovers(t, e.c, harness.PodRecord{SandboxID: p.id, RunscRoot: harness.RunscRootFor(e.c.Runsc)})
 	p.checkGone(t)
+}
+
+// testConfigSystemdCgroup: with systemd-cgroup = "true" in runsc.toml, a
+// container without a cgroupsPath runs in system.slice/runsc-<id>.scope
+// (runsc's own default), with its memory limit on the scope (unit property
+// and cgroupfs), and the scope goes with the container. containerd's
+// client gives every container the cgroupfs path /<namespace>/<id>: that
+// is refused with InvalidArgument, as runc and runsc refuse it with
+// --systemd-cgroup.
+func (e *env) testConfigSystemdCgroup(t *testing.T) {
+	cfg, err := harness.WriteRunscConfig(t.TempDir(), map[string]string{"network": "host", "systemd-cgroup": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx := namespaces.WithNamespace(ctx(t), harness.CRINamespace)
+	img, err := e.c.Client.GetImage(kctx, harness.BusyboxRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &runtimeoptions.Options{TypeUrl: harness.RuntimeName + ".options", ConfigPath: cfg.Path}
+	_, err = e.c.K8s.Run(kctx, harness.RunOptions{ID: "tomlfs-" + e.v + "-" + runID, Image: img, Args: []string{"true"}, RuntimeOptions: opts})
+	t.Logf("containerd's default cgroupsPath with systemd-cgroup = \"true\": %v", err)
+	if err == nil || !strings.Contains(err.Error(), "needs a cgroupsPath of the form slice:prefix:name") || !strings.Contains(err.Error(), "invalid argument") {
+		t.Errorf("a cgroupfs cgroupsPath with systemd-cgroup = \"true\": %v, want InvalidArgument saying why", err)
+	}
+
+	id := "toml-" + e.v + "-" + runID
+	unit := "runsc-" + id + ".scope"
+	want := "/system.slice/" + unit
+	var seen procCgroup
+	var limit, prop string
+	res, err := e.c.K8s.Run(kctx, harness.RunOptions{
+		ID: id, Image: img, Args: []string{"sleep", "2"},
+		RuntimeOptions: opts,
+		SpecOpts: []oci.SpecOpts{oci.WithMemoryLimit(100 * mib),
+			func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+				s.Linux.CgroupsPath = ""
+				return nil
+			}},
+		AfterStart: func(ctx context.Context, task client.Task) error {
+			seen = procCgroups(t, int(task.Pid()))
+			limit, prop = readLimit(t, want), unitProperty(t, unit, "MemoryLimit")
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("run %s: %v", id, err)
+	}
+	t.Logf("container %s exited %d; its sandbox was in %s, memory limit %s, MemoryLimit=%s", id, res.ExitStatus, seen.path["memory"], limit, prop)
+	if seen.path["memory"] != want || seen.path["name=systemd"] != want {
+		t.Errorf("sandbox cgroups:\n%s\nwant %s", seen.raw, want)
+	}
+	if l := strconv.Itoa(100 * mib); limit != l || prop != l {
+		t.Errorf("scope memory limit %s, MemoryLimit=%s, want %s", limit, prop, l)
+	}
+	if st := unitState(t, unit); st["LoadState"] != "not-found" {
+		t.Errorf("scope %s after the container was deleted: %v", unit, st)
+	}
+	if left := scopeDirs(unit); len(left) > 0 {
+		t.Errorf("scope %s left cgroup directories:\n  %s", unit, strings.Join(left, "\n  "))
+	}
 }
 
 // testInvalidSlice: a cgroup parent that is no valid slice name fails the
