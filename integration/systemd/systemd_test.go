@@ -422,7 +422,9 @@ func (e *env) testLostShim(t *testing.T) {
 // is refused with InvalidArgument, as runc and runsc refuse it with
 // --systemd-cgroup.
 func (e *env) testConfigSystemdCgroup(t *testing.T) {
-	cfg, err := harness.WriteRunscConfig(t.TempDir(), map[string]string{"network": "host", "systemd-cgroup": "true"})
+	// Under the daemon's Dir: its Stop unmounts the null-netns current
+	// runsc pins in the runsc root.
+	cfg, err := harness.WriteRunscConfig(filepath.Join(e.c.Dir, "runsc-systemd-cgroup"), map[string]string{"network": "host", "systemd-cgroup": "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
