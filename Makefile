@@ -26,7 +26,7 @@ RUNSCS     := $(RUNSC_DEBIAN) $(RUNSC_CURRENT)
 RUNSC_DEPS := runsc-current
 endif
 
-.PHONY: all build install test unit integration test-race fuzz soak demo bench deps containerd24 runsc-current print-runsc-current lint clean
+.PHONY: all build install test test-systemd unit integration test-race fuzz soak demo bench deps containerd24 runsc-current print-runsc-current lint clean
 
 all: build
 
@@ -111,12 +111,23 @@ demo: deps containerd24
 bench: deps containerd24 runsc-current build
 	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json $(BENCHFLAGS)
 
+# The systemd cgroup driver under a real systemd (not part of `make test`):
+# boots systemd 252 in systemd-nspawn (the tree is debootstrapped once into
+# /var/cache/runsc-shim-ci/systemd/) and runs integration/systemd there
+# against containerd 1.6.20 and 2.4.2, for each runsc in RUNSCS.
+test-systemd: build containerd24 $(RUNSC_DEPS)
+	$(GO) test -c -tags systemd -o bin/systemd.test ./integration/systemd
+	RUNSC_SHIM_BUILD_PAUSE=$(CURDIR)/bin/pause bin/systemd.test
+	./integration/systemd/run.sh bin/systemd.test bin bin/pause $(RUNSCS)
+
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags systemd ./integration/systemd
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags systemd ./integration/systemd
 
 clean:
 	rm -rf bin

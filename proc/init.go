@@ -39,6 +39,21 @@ type InitConfig struct {
 	// sandbox. Its pid file holds the sandbox's pid, so its exit comes from
 	// `runsc wait`, not from reaping.
 	Subcontainer bool
+	// Cgroup, when set, is the cgroup the shim creates for the sandbox
+	// itself (the systemd driver's scope); nil: runsc makes the sandbox's
+	// cgroup from the spec.
+	Cgroup SandboxCgroup
+}
+
+// SandboxCgroup is a cgroup the shim creates for a sandbox, rather than
+// runsc.
+type SandboxCgroup interface {
+	// Place puts the held `runsc create` process pid there before it runs
+	// runsc (runsc.CreateOpts.Place).
+	Place(ctx context.Context, pid int) error
+	// Remove removes it once the sandbox is gone. Removing one that is
+	// already gone is not an error.
+	Remove(ctx context.Context) error
 }
 
 // Init is a container's init process: the container itself.
@@ -101,6 +116,11 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 		if derr := p.cfg.Runsc.Delete(context.WithoutCancel(ctx), p.cfg.ID, true); derr != nil && !isNotExist(derr) {
 			log.G(ctx).WithError(derr).Warn("delete failed sandbox")
 		}
+		if p.cfg.Cgroup != nil {
+			if rerr := p.cfg.Cgroup.Remove(context.WithoutCancel(ctx)); rerr != nil {
+				log.G(ctx).WithError(rerr).Warn("remove the failed sandbox's cgroup")
+			}
+		}
 		name := unknownCapability(err)
 		if name == "" || attempt >= maxCapRetries || !dropCap(ctx, p.cfg.Bundle, p.cfg.Spec, name) {
 			return err
@@ -111,6 +131,9 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 // create runs `runsc create` with fresh stdio.
 func (p *Init) create(ctx context.Context) (retErr error) {
 	opts := &runsc.CreateOpts{PidFile: filepath.Join(p.cfg.Bundle, InitPidFile)}
+	if cg := p.cfg.Cgroup; cg != nil && !p.cfg.Subcontainer {
+		opts.Place = func(pid int) error { return cg.Place(ctx, pid) }
+	}
 	var socket *runc.Socket
 	if p.cfg.Stdio.Terminal {
 		s, err := runc.NewTempConsoleSocket()
@@ -282,6 +305,12 @@ func (p *Init) Delete(ctx context.Context) error {
 	if err := p.cfg.Runsc.Delete(ctx, p.cfg.ID, true); err != nil && !isNotExist(err) {
 		// Nothing is released: a retry runs runsc delete again.
 		return err
+	}
+	if p.cfg.Cgroup != nil && !p.cfg.Subcontainer {
+		// The sandbox is gone: its cgroup goes too (a retry tries again).
+		if err := p.cfg.Cgroup.Remove(ctx); err != nil {
+			return fmt.Errorf("remove the sandbox's cgroup: %w", err)
+		}
 	}
 	p.cfg.Runsc.RemoveStaleLocks(p.cfg.ID)
 	p.consoleIn.close()

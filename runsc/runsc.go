@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -140,11 +141,13 @@ func (r *Runsc) logOffset() int64 {
 
 // run starts cmd through the monitor, waits, and turns a failure into *Error.
 func (r *Runsc) run(cmd *exec.Cmd, sub string) ([]byte, error) {
-	return r.runWith(context.Background(), cmd, sub)
+	return r.runWith(context.Background(), cmd, sub, nil)
 }
 
-// runWith is run; ctx is for the diagnosis of a failure.
-func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte, error) {
+// runWith is run; ctx is for the diagnosis of a failure; place, if set,
+// runs with the pid of the process before it executes runsc (see
+// CreateOpts.Place).
+func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string, place func(pid int) error) ([]byte, error) {
 	if err := r.unsupported(sub); err != nil {
 		return nil, err
 	}
@@ -157,8 +160,12 @@ func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte,
 		cmd.Stderr = &stderr
 	}
 	off := r.logOffset()
-	status, err := r.startWait(cmd)
+	status, err := r.startWait(cmd, place)
 	if err != nil {
+		var pe *placeError
+		if errors.As(err, &pe) {
+			return nil, pe.err
+		}
 		return nil, &Error{Subcommand: sub, Message: err.Error(), ExitStatus: -1, Err: err}
 	}
 	if status != 0 {
@@ -175,11 +182,30 @@ func (r *Runsc) runWith(ctx context.Context, cmd *exec.Cmd, sub string) ([]byte,
 	return stdout.Bytes(), nil
 }
 
-func (r *Runsc) startWait(cmd *exec.Cmd) (int, error) {
+func (r *Runsc) startWait(cmd *exec.Cmd, place func(pid int) error) (int, error) {
+	var h *holder
+	if place != nil {
+		var err error
+		if h, err = hold(cmd); err != nil {
+			return -1, err
+		}
+		defer h.close()
+	}
 	m := r.monitor()
 	ec, err := m.Start(cmd)
+	if h != nil {
+		h.started()
+	}
 	if err != nil {
 		return -1, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	if h != nil {
+		if perr := h.release(place, cmd.Process.Pid); perr != nil {
+			// The held process exits without running runsc.
+			_, _ = m.Wait(cmd, ec)
+			releaseProcess(cmd)
+			return -1, &placeError{perr}
+		}
 	}
 	status, err := m.Wait(cmd, ec)
 	releaseProcess(cmd)
@@ -214,11 +240,12 @@ func (r *Runsc) newError(sub string, status int, off int64, stderr []byte) *Erro
 // call is cmd's subcommand and its arguments, without the binary and the
 // global flags: what a message names as the call that failed.
 func (r *Runsc) call(cmd *exec.Cmd) string {
+	args := heldArgs(cmd.Args)
 	n := 1 + len(r.GlobalArgs())
-	if len(cmd.Args) <= n {
+	if len(args) <= n {
 		return ""
 	}
-	return strings.Join(cmd.Args[n:], " ")
+	return strings.Join(args[n:], " ")
 }
 
 // Error is a failed runsc invocation.
@@ -296,6 +323,13 @@ type CreateOpts struct {
 	IO runc.IO
 	// UserLog is runsc's --user-log (the container's own debug output).
 	UserLog string
+	// Place, when set, runs with the pid of the `runsc create` process
+	// after it was started and before it executes runsc (it is held in a
+	// re-executed copy of this binary, see Hold): it puts the process
+	// where the sandbox must live (a systemd scope), so that everything
+	// runsc forks starts there. runsc runs only if Place succeeds; its
+	// error is returned as is.
+	Place func(pid int) error
 }
 
 func (o *CreateOpts) args(bundle string) []string {
@@ -318,7 +352,7 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 		opts = &CreateOpts{}
 	}
 	cmd := r.cmd(ctx, "create", append(opts.args(r.Bundle), r.ID(id))...)
-	return r.runIO(ctx, cmd, "create", opts.IO)
+	return r.runIO(ctx, cmd, "create", opts.IO, opts.Place)
 }
 
 // runIO runs cmd with a process's stdio. runsc forks processes (sandbox,
@@ -326,7 +360,7 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 // they get /dev/null, never a pipe that waiting for the command would block
 // on. The shim's copy of the child's side of the pipes is closed only once
 // the command succeeded, so that a retry can hand the same IO again.
-func (r *Runsc) runIO(ctx context.Context, cmd *exec.Cmd, sub string, pio runc.IO) error {
+func (r *Runsc) runIO(ctx context.Context, cmd *exec.Cmd, sub string, pio runc.IO, place func(pid int) error) error {
 	if err := r.unsupported(sub); err != nil {
 		return err
 	}
@@ -340,7 +374,7 @@ func (r *Runsc) runIO(ctx context.Context, cmd *exec.Cmd, sub string, pio runc.I
 		defer null.Close()
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
 	}
-	if _, err := r.runWith(ctx, cmd, sub); err != nil {
+	if _, err := r.runWith(ctx, cmd, sub, place); err != nil {
 		return err
 	}
 	if c, ok := pio.(runc.StartCloser); ok {
@@ -356,7 +390,7 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 	cmd.Stdout = nil
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	status, err := r.startWait(cmd)
+	status, err := r.startWait(cmd, nil)
 	if err != nil || status == 0 {
 		return ""
 	}
@@ -368,7 +402,7 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 // at create, and pio is nil.
 func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO) error {
 	cmd := r.cmd(ctx, "start", r.ID(id))
-	return r.runIO(ctx, cmd, "start", pio)
+	return r.runIO(ctx, cmd, "start", pio, nil)
 }
 
 // State runs `runsc state`.

@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
 )
 
 // sandboxOverhead is added to the sum of a pod's container memory limits when
@@ -46,19 +47,29 @@ type cgroupV2 struct{ m *cgroup2.Manager }
 func (c cgroupV2) update(r *specs.LinuxResources) error { return c.m.Update(cgroup2.ToResources(r)) }
 func (c cgroupV2) stat() (any, error)                   { return c.m.Stat() }
 
-// loadHostCgroup loads the cgroup of the sandbox process pid, in the host's
-// cgroup mode.
-func loadHostCgroup(pid int) (hostCgroup, error) {
+// loadHostCgroup loads the sandbox's cgroup, in the host's cgroup mode:
+// the cgroup at path (the systemd driver's scope, the same path in every
+// hierarchy) or, without one, the cgroups of the sandbox process pid.
+func loadHostCgroup(pid int, path string) (hostCgroup, error) {
 	if unifiedCgroups {
-		path, err := cgroup2.PidGroupPath(pid)
-		if err != nil {
-			return nil, fmt.Errorf("cgroup of sandbox pid %d: %w", pid, err)
+		if path == "" {
+			var err error
+			if path, err = cgroup2.PidGroupPath(pid); err != nil {
+				return nil, fmt.Errorf("cgroup of sandbox pid %d: %w", pid, err)
+			}
 		}
 		m, err := cgroup2.Load(path)
 		if err != nil {
 			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
 		}
 		return cgroupV2{m}, nil
+	}
+	if path != "" {
+		cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+		if err != nil {
+			return nil, fmt.Errorf("load cgroups %s: %w", path, err)
+		}
+		return cgroupV1{cg}, nil
 	}
 	cg, err := cgroup1.Load(cgroup1.PidPath(pid))
 	if err != nil {
@@ -68,18 +79,23 @@ func loadHostCgroup(pid int) (hostCgroup, error) {
 }
 
 // oomCounterFile returns the file where the kernel counts OOM kills in the
-// memory cgroup of pid: memory.oom_control (v1) or memory.events (v2).
-func oomCounterFile(pid int) (string, error) {
+// sandbox's memory cgroup (at path, or that of pid): memory.oom_control
+// (v1) or memory.events (v2).
+func oomCounterFile(pid int, path string) (string, error) {
 	if unifiedCgroups {
-		path, err := cgroup2.PidGroupPath(pid)
-		if err != nil {
-			return "", err
+		if path == "" {
+			var err error
+			if path, err = cgroup2.PidGroupPath(pid); err != nil {
+				return "", err
+			}
 		}
 		return filepath.Join("/sys/fs/cgroup", path, "memory.events"), nil
 	}
-	path, err := cgroup1.PidPath(pid)(cgroup1.Memory)
-	if err != nil {
-		return "", err
+	if path == "" {
+		var err error
+		if path, err = cgroup1.PidPath(pid)(cgroup1.Memory); err != nil {
+			return "", err
+		}
 	}
 	return filepath.Join("/sys/fs/cgroup/memory", path, "memory.oom_control"), nil
 }
@@ -104,6 +120,10 @@ func readOOMKills(file string) (uint64, error) {
 type pod struct {
 	mu  sync.Mutex
 	pid int
+	// path is the sandbox's cgroup when the shim made it (the systemd
+	// driver's scope), "" when runsc did; scope is that unit.
+	path  string
+	scope *systemd.Scope
 	// oomFile counts the host OOM kills in the sandbox's memory cgroup.
 	oomFile string
 	cg      hostCgroup // loaded when first needed
@@ -121,16 +141,19 @@ type pod struct {
 	lastOOM uint64
 }
 
-// newPod prepares the pod of a sandbox whose process is pid. The sandbox's
-// limits are the pod-level CRI annotations when containerd sets them.
-func newPod(pid int, spec *specs.Spec) (*pod, error) {
-	oomFile, err := oomCounterFile(pid)
+// newPod prepares the pod of a sandbox whose process is pid, in the cgroup
+// at path made by the shim in scope (nil, "": the cgroup runsc made). The
+// sandbox's limits are the pod-level CRI annotations when containerd sets
+// them.
+func newPod(pid int, path string, scope *systemd.Scope, spec *specs.Spec) (*pod, error) {
+	oomFile, err := oomCounterFile(pid, path)
 	if err != nil {
 		return nil, fmt.Errorf("find the memory cgroup of sandbox pid %d: %w", pid, err)
 	}
-	p := &pod{pid: pid, oomFile: oomFile, containers: make(map[string]*specs.LinuxResources)}
+	p := &pod{pid: pid, path: path, scope: scope, oomFile: oomFile, containers: make(map[string]*specs.LinuxResources)}
 	if oci.MemoryLimit(spec) > 0 {
-		// A standalone container: runsc applied its limits to the cgroup.
+		// A standalone container: runsc applied its limits to the cgroup
+		// (or, systemd driver, systemd did from the scope's properties).
 		p.fixed = true
 	}
 	if r := oci.SandboxResources(spec); r != nil {
@@ -206,9 +229,12 @@ func (p *pod) load() error {
 	if p.cg != nil {
 		return nil
 	}
-	cg, err := loadHostCgroup(p.pid)
+	cg, err := loadHostCgroup(p.pid, p.path)
 	if err != nil {
 		return err
+	}
+	if p.scope != nil {
+		cg = systemdHostCgroup{hostCgroup: cg, scope: *p.scope}
 	}
 	p.cg = cg
 	return nil
@@ -346,7 +372,14 @@ func (s *service) newPod(ctx context.Context, c *container) {
 	if oci.CgroupsPath(c.spec) == "" {
 		return
 	}
-	p, err := newPod(c.init.Pid(), c.spec)
+	var (
+		path  string
+		scope *systemd.Scope
+	)
+	if c.scope != nil {
+		path, scope = c.scope.cgroupPath(), &c.scope.scope
+	}
+	p, err := newPod(c.init.Pid(), path, scope, c.spec)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
 		return

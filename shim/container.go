@@ -34,6 +34,9 @@ type runscSettings struct {
 	// IDSuffix is what the container's runsc id adds to its id (absent
 	// for containers of shims before it existed).
 	IDSuffix string `json:"id_suffix,omitempty"`
+	// SystemdUnit is the sandbox's scope unit (systemd cgroup driver),
+	// which the `delete` action stops.
+	SystemdUnit string `json:"systemd_unit,omitempty"`
 }
 
 // container is one container served by this shim: its init process and
@@ -54,6 +57,9 @@ type container struct {
 	// container joined.
 	pod     *pod
 	oomBase uint64
+	// scope is the sandbox's systemd scope (systemd cgroup driver) when
+	// this container started the sandbox; nil with the cgroupfs driver.
+	scope *systemdScope
 
 	mu    sync.Mutex
 	execs map[string]proc.Process
@@ -84,9 +90,6 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSettings(r.Bundle, rs); err != nil {
-		return nil, err
-	}
 	spec, err := oci.LoadSpec(r.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
@@ -96,6 +99,21 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		if err := validateID("sandbox (from the spec's annotations)", sandboxID); err != nil {
 			return nil, err
 		}
+	}
+	subcontainer := oci.Kind(spec) == oci.Container && sandboxID != "" && sandboxID != r.ID
+	scope, err := cgroupDriver(ctx, cfg, cfgPath, r.ID, r.Bundle, spec, subcontainer)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		unit      string
+		sandboxCg proc.SandboxCgroup
+	)
+	if scope != nil {
+		unit, sandboxCg = scope.scope.Unit, scope
+	}
+	if err := writeSettings(r.Bundle, rs, unit); err != nil {
+		return nil, err
 	}
 	init := proc.NewInit(proc.InitConfig{
 		ID:       r.ID,
@@ -110,7 +128,8 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		},
 		Rootfs:       mount.FromProto(r.Rootfs),
 		Spec:         spec,
-		Subcontainer: oci.Kind(spec) == oci.Container && sandboxID != "" && sandboxID != r.ID,
+		Subcontainer: subcontainer,
+		Cgroup:       sandboxCg,
 	})
 	var res *specs.LinuxResources
 	if spec.Linux != nil {
@@ -126,6 +145,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		spec:      spec,
 		resources: res,
 		memLimit:  oci.MemoryLimit(spec),
+		scope:     scope,
 	}, nil
 }
 
@@ -162,8 +182,8 @@ func newRunsc(ctx context.Context, cfg *Config, cfgPath, ns, bundle string) (*ru
 	}, nil
 }
 
-func writeSettings(bundle string, r *runsc.Runsc) error {
-	b, err := json.Marshal(runscSettings{Command: r.Command, Root: r.Root, Flags: r.Flags, IDSuffix: r.IDSuffix})
+func writeSettings(bundle string, r *runsc.Runsc, unit string) error {
+	b, err := json.Marshal(runscSettings{Command: r.Command, Root: r.Root, Flags: r.Flags, IDSuffix: r.IDSuffix, SystemdUnit: unit})
 	if err != nil {
 		return err
 	}

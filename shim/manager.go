@@ -360,6 +360,11 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 			log.G(ctx).WithError(err).Warn("runsc delete")
 		}
 	}
+	if settings.SystemdUnit != "" {
+		// The sandbox is gone: so goes its scope (nothing if it stopped
+		// by itself already).
+		removeLostScope(ctx, bundle, settings.SystemdUnit)
+	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
@@ -377,14 +382,14 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 
 // Info answers `-info`: the runtime's name, version and OCI features. Stats
 // and resource limits work with cgroup v1 and v2 hosts alike (the shim reads
-// the host's mode itself); the systemd cgroup driver is not supported.
+// the host's mode itself), with the cgroupfs and the systemd cgroup drivers.
 func (manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
 	yes, no := true, false
 	f := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		Linux: &features.Linux{
-			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no},
+			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no},
 		},
 	}
 	fa, err := typeurl.MarshalAnyToProto(f)

@@ -70,6 +70,12 @@ type Config struct {
 	// "platform" = "ptrace", "network" = "host", "debug" = "true". %ID% in
 	// a value is replaced with the id (see ForID).
 	RunscConfig map[string]string `toml:"runsc_config"`
+	// SystemdCgroup is `systemd-cgroup = "true"` in [runsc_config]: the
+	// sandbox's cgroupsPath is in the systemd form (slice:prefix:name) and
+	// the shim creates its scope through systemd. The shim implements it
+	// itself and never passes --systemd-cgroup to runsc (Debian's runsc
+	// ignores it on cgroup v1; see cgroup_systemd.go).
+	SystemdCgroup bool `toml:"-"`
 
 	// The following keys exist in gVisor's runsc.toml and are accepted so
 	// that existing files load.
@@ -104,6 +110,10 @@ var ownedFlags = map[string]string{
 	"log":        "",
 	"log-format": "",
 }
+
+// systemdCgroupFlag is the [runsc_config] key of runsc's --systemd-cgroup,
+// which the shim implements itself (Config.SystemdCgroup).
+const systemdCgroupFlag = "systemd-cgroup"
 
 // flagName is what a runsc flag name looks like (without its dashes).
 var flagName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
@@ -228,10 +238,21 @@ func parseConfig(b []byte, name string) (*Config, error) {
 		if err != nil {
 			return nil, invalid("[runsc_config] %s: %v", k, err)
 		}
+		if k == systemdCgroupFlag {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, invalid("[runsc_config] %s: value %q is not a boolean (\"true\" or \"false\")", k, v)
+			}
+			c.SystemdCgroup = b
+			continue
+		}
 		if strings.ContainsRune(v, 0) {
 			return nil, invalid("[runsc_config] %s: value %q contains a NUL byte", k, v)
 		}
 		c.RunscConfig[k] = v
+	}
+	if len(c.RunscConfig) == 0 {
+		c.RunscConfig = nil
 	}
 	return c, nil
 }

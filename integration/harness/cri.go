@@ -54,7 +54,11 @@ type CRIDaemonOptions struct {
 	PauseBinary string
 	// StartTimeout bounds daemon start-up and CRI readiness; 60s if zero.
 	StartTimeout time.Duration
-	Logf         Logf
+	// RuncSystemdCgroup sets SystemdCgroup = true in the runc handler's
+	// options, as on a node whose kubelet uses the systemd cgroup driver
+	// (containerd 2.x reports the CRI's cgroup driver from it).
+	RuncSystemdCgroup bool
+	Logf              Logf
 }
 
 // CRIDaemon is a containerd with the CRI plugin serving the runsc, runsc-debug
@@ -139,7 +143,7 @@ func StartCRIDaemon(ctx context.Context, opts CRIDaemonOptions) (_ *CRIDaemon, r
 		ShimDirs:     opts.ShimDirs,
 		Namespace:    CRINamespace,
 		EnableCRI:    true,
-		ExtraConfig:  c.config(opts.Version),
+		ExtraConfig:  c.config(opts.Version, opts.RuncSystemdCgroup),
 		StartTimeout: timeout,
 		Logf:         opts.Logf,
 	})
@@ -181,7 +185,7 @@ func StartCRIDaemon(ctx context.Context, opts CRIDaemonOptions) (_ *CRIDaemon, r
 // containerd 2.x migrates (sandbox_image to the images plugin's
 // pinned_images.sandbox, cni.bin_dir to bin_dirs, runtimes to the runtime
 // plugin).
-func (c *CRIDaemon) config(version string) string {
+func (c *CRIDaemon) config(version string, runcSystemd bool) string {
 	q := strconv.Quote
 	const cri = `plugins."io.containerd.grpc.v1.cri"`
 	var b strings.Builder
@@ -194,6 +198,9 @@ func (c *CRIDaemon) config(version string) string {
 	fmt.Fprintf(&b, "[%s.containerd]\n", cri)
 	fmt.Fprintf(&b, "  snapshotter = %s\n  default_runtime_name = %s\n", q(DefaultSnapshotter), q(HandlerRunc))
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = \"io.containerd.runc.v2\"\n", cri, HandlerRunc)
+	if runcSystemd {
+		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  SystemdCgroup = true\n", cri, HandlerRunc)
+	}
 	for _, h := range []struct {
 		name string
 		cfg  RunscConfig
