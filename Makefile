@@ -68,7 +68,7 @@ print-runsc-current:
 
 # Unit tests always run with the race detector (cgo: gcc comes with `make deps`).
 unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./systemd/...
 
 # One leg per runsc in RUNSCS, each against containerd 1.6.20 and 2.4.2.
 integration: build $(RUNSC_DEPS)
