@@ -7,15 +7,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 test_bin=$(realpath "$1") shim_dir=$(realpath "$2") pause=$(realpath "$3"); shift 3
-t0=$(date +%s.%N)
+# Elapsed seconds with one decimal since a `date +%s%N` reading (no bc).
+since() { local ms=$((($(date +%s%N) - $1) / 1000000)); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
+t0=$(date +%s%N)
 "$here/nspawn.sh" setup
 trap '"$here/nspawn.sh" stop' EXIT
-t1=$(date +%s.%N)
+setup=$(since "$t0")
+t1=$(date +%s%N)
 P=$("$here/nspawn.sh" start)
-t2=$(date +%s.%N)
-printf '==> systemd %s up (PID 1 = host pid %s): setup %.1fs, boot %.1fs\n' \
-	"$(nsenter -t "$P" -a systemctl --version | head -1 | cut -d' ' -f2)" "$P" \
-	"$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)"
+printf '==> systemd %s up (PID 1 = host pid %s): setup %ss, boot %ss\n' \
+	"$(nsenter -t "$P" -a systemctl --version | head -1 | cut -d' ' -f2)" "$P" "$setup" "$(since "$t1")"
 for r in "$@"; do
 	v=$("$r" --version 2>/dev/null | sed -n 's/^runsc version //p')
 	echo "==> systemd leg: runsc $v ($r) x containerd 1.6.20, 2.4.2"
@@ -29,4 +30,4 @@ for r in "$@"; do
 		"$test_bin" -test.v -test.count=1 -test.timeout=20m
 	echo "==> systemd leg passed: runsc $v ($r)"
 done
-printf '==> make test-systemd passed in %.1fs\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+echo "==> make test-systemd passed in $(since "$t0")s"
