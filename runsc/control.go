@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -147,6 +148,10 @@ func exitStatus(ws syscall.WaitStatus) int {
 // call whose protocol the sandbox refused: later calls go to the CLI at once.
 var controlUnsupported sync.Map
 
+// controlEventNoArg holds the runsc binaries whose Event call takes no
+// argument (runsc 20221219).
+var controlEventNoArg sync.Map
+
 // controlCall makes one urpc call to sandbox sid's control server.
 func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result any) error {
 	addr, err := r.controlSocket(r.ID(sid))
@@ -201,12 +206,25 @@ func (r *Runsc) ControlStats(ctx context.Context, id, sid string, hostCPU uint64
 		Event          json.RawMessage   `json:"event"`
 		ContainerUsage map[string]uint64 `json:"containerUsage"`
 	}
-	if err := r.controlCall(ctx, sid, contMgrEvent, r.ID(id), &out); err != nil {
+	// Current runsc takes the container's id; runsc 20221219 takes no
+	// argument (struct{}) and answers for the whole sandbox, with each
+	// container's CPU in containerUsage, as its `runsc events` reports.
+	var arg any = r.ID(id)
+	if _, sandboxWide := controlEventNoArg.Load(r.command()); sandboxWide {
+		arg = nil
+	}
+	err := r.controlCall(ctx, sid, contMgrEvent, arg, &out)
+	if err != nil && arg != nil && strings.Contains(err.Error(), "into Go value of type struct {}") {
+		controlEventNoArg.Store(r.command(), true)
+		arg = nil
+		err = r.controlCall(ctx, sid, contMgrEvent, arg, &out)
+	}
+	if err != nil {
 		if errors.Is(err, ErrNoControlSocket) || errors.Is(err, ErrControlLost) {
 			return nil, err
 		}
-		// The server refused the call (runsc 20221219 takes another
-		// argument type): this runsc's own CLI knows its protocol.
+		// The server refused the call as this shim sends it: this
+		// runsc's own CLI knows its protocol.
 		controlUnsupported.Store(key, true)
 		return nil, fmt.Errorf("%w: %v", ErrNoControlSocket, err)
 	}

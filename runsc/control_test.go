@@ -129,3 +129,20 @@ func TestControlStats(t *testing.T) {
 		}
 	}
 }
+
+func TestControlStatsSandboxWide(t *testing.T) {
+	// runsc 20221219: Event takes no argument and answers for the sandbox.
+	r := &Runsc{Command: "/fake/runsc-2022", Root: t.TempDir(), IDSuffix: IDSuffix}
+	fakeControl(t, r.Root, "pod+", func(method, arg string) any {
+		return map[string]any{"success": false, "err": "json: cannot unmarshal string into Go value of type struct {}"}
+	})
+	_, err := r.ControlStats(context.Background(), "c1", "pod", 0)
+	// The fake serves one connection: the retry without an argument finds
+	// nobody, which is a fallback, not a failure of the container.
+	if !errors.Is(err, ErrNoControlSocket) {
+		t.Fatalf("got %v", err)
+	}
+	if _, ok := controlEventNoArg.Load(r.Command); !ok {
+		t.Fatalf("the no-argument form was not remembered for %s", r.Command)
+	}
+}
