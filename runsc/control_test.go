@@ -121,7 +121,7 @@ func TestControlStats(t *testing.T) {
 
 	// A sandbox that refuses the call (another runsc's protocol): fall back,
 	// and do not ask it again.
-	r2 := &Runsc{Command: "/fake/runsc-b", Root: t.TempDir(), IDSuffix: IDSuffix}
+	r2 := &Runsc{Command: filepath.Join(t.TempDir(), "runsc-b"), Root: t.TempDir(), IDSuffix: IDSuffix}
 	fakeControl(t, r2.Root, "pod+", func(string, string) any {
 		return map[string]any{"success": false, "err": "json: cannot unmarshal string into Go value of type boot.EventIn"}
 	})
@@ -134,7 +134,7 @@ func TestControlStats(t *testing.T) {
 
 func TestControlStatsSandboxWide(t *testing.T) {
 	// runsc 20221219: Event takes no argument and answers for the sandbox.
-	r := &Runsc{Command: "/fake/runsc-2022", Root: t.TempDir(), IDSuffix: IDSuffix}
+	r := &Runsc{Command: filepath.Join(t.TempDir(), "runsc-2022"), Root: t.TempDir(), IDSuffix: IDSuffix}
 	var calls atomic.Int32
 	fakeControl(t, r.Root, "pod+", func(method, arg string) any {
 		calls.Add(1)
