@@ -110,6 +110,19 @@ func Probe(ctx context.Context, command string, m runc.ProcessMonitor) (*Feature
 		log.G(ctx).WithField("runsc", f.String()).Debugf("runsc features from %s", cache)
 		return f, nil
 	}
+	// The shims of pods started at once after an install or upgrade would
+	// all ask runsc the same questions on their start path: one asks, the
+	// others wait for its answer in the cache.
+	if unlock, err := lockCache(cache); err == nil {
+		defer unlock()
+		if f := readFeatures(cache, bin, id); f != nil {
+			features[key] = f
+			log.G(ctx).WithField("runsc", f.String()).Debugf("runsc features from %s (probed by another shim)", cache)
+			return f, nil
+		}
+	} else {
+		log.G(ctx).WithError(err).Debug("cannot lock the runsc features cache: probing without it")
+	}
 	start := time.Now()
 	f, err := probe(ctx, bin, m)
 	if err != nil {
@@ -163,6 +176,23 @@ func readFeatures(path, bin, id string) *Features {
 	}
 	f.index()
 	return &f
+}
+
+// lockCache takes an exclusive flock on <cache>.lock, released when the
+// holder unlocks or dies; a holder probes for at most 3*probeTimeout.
+func lockCache(cache string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(cache), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(cache+".lock", os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func writeFeatures(path string, f *Features) error {

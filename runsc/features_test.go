@@ -141,3 +141,39 @@ func TestProbeRealRunsc(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeOnceAcrossProcesses: shims started at once (30 pods after an
+// install) ask runsc once between them.
+func TestProbeOnceAcrossProcesses(t *testing.T) {
+	if dir := os.Getenv("PROBE_HELPER_DIR"); dir != "" {
+		FeaturesCacheDir = filepath.Join(dir, "cache")
+		if _, err := Probe(context.Background(), filepath.Join(dir, "runsc"), nil); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	// The fake answers slowly, so that the processes overlap.
+	bin := probeFake(t, dir, "release-1")
+	script, _ := os.ReadFile(bin)
+	if err := os.WriteFile(bin, []byte(strings.Replace(string(script), "case", "sleep 0.2\ncase", 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []*exec.Cmd
+	for range 6 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestProbeOnceAcrossProcesses$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "PROBE_HELPER_DIR="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("probing process: %v", err)
+		}
+	}
+	if n := calls(t, dir); n != 3 {
+		t.Fatalf("6 processes probing at once ran runsc %d times, want 3 (one probe)", n)
+	}
+}
