@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,7 +35,47 @@ type DensityReport struct {
 	RunscCallsStart map[string]int `json:"runsc_calls_during_start,omitempty"`
 	RunscCallsIdle  map[string]int `json:"runsc_calls_while_idle,omitempty"`
 	IdleSeconds     float64        `json:"idle_seconds,omitempty"`
+	// IdleCPUPercent is the CPU time the shims and everything they
+	// started and reaped (runsc calls) used while the pods sat idle, in
+	// percent of one CPU: what serving containerd's stats polling costs.
+	IdleCPUPercent float64 `json:"idle_cpu_percent_of_one_cpu"`
+	// ShimSideRSSPerPod / ShimSidePSSPerPod add to the shim any resident
+	// helper it keeps per pod (a `runsc wait` per container).
+	ShimSideRSSPerPod int64 `json:"shim_side_rss_per_pod_kib"`
+	ShimSidePSSPerPod int64 `json:"shim_side_pss_per_pod_kib"`
 }
+
+// shimsCPU is the CPU time (user+system, own and reaped children's) of the
+// shim processes of kind shimKind, in clock ticks.
+func shimsCPU(address, runscRoot, ns, shimKind string) int64 {
+	var total int64
+	for _, p := range listProcs() {
+		if procKind(p, address, runscRoot, ns) != shimKind {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		// After the comm: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		for _, k := range []int{11, 12, 13, 14} {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times.
+const clockTicks = 100
 
 // starter starts pod or container i and returns how to remove it.
 type starter func(ctx context.Context, i int) (stop func(), err error)
@@ -130,6 +172,7 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 	// Let the shims finish their post-start work (event publishing, the
 	// Go runtime's first GC cycles) before reading their memory.
 	idle := time.Now()
+	cpu0 := shimsCPU(e.d.Address, runscRoot, ns, shimKind)
 	select {
 	case <-time.After(e.o.settle):
 	case <-ctx.Done():
@@ -141,8 +184,10 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 		EachStart:  summarize("start of one under load", lat),
 		Memory:     memoryByKind(e.d.Address, runscRoot, ns, n),
 	}
+	idleFor := time.Since(idle)
+	r.IdleCPUPercent = round2(float64(shimsCPU(e.d.Address, runscRoot, ns, shimKind)-cpu0) / clockTicks / idleFor.Seconds() * 100)
+	r.IdleSeconds = round2(idleFor.Seconds())
 	if argv != nil {
-		r.IdleSeconds = round2(time.Since(idle).Seconds())
 		r.RunscCallsStart = countCalls(off0, off1)
 		r.RunscCallsIdle = countCalls(off1, logSize())
 	}
@@ -150,6 +195,10 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 	for _, g := range r.Memory {
 		if g.Kind == shimKind {
 			r.ShimRSSPerPod, r.ShimPSSPerPod, r.ShimMaxRSS, r.ShimCount = g.PerPod, g.PSSPerPod, g.MaxRSS, g.Count
+		}
+		if g.Kind == shimKind || g.Kind == "runsc wait" {
+			r.ShimSideRSSPerPod += g.PerPod
+			r.ShimSidePSSPerPod += g.PSSPerPod
 		}
 	}
 	return r, nil

@@ -59,6 +59,38 @@ func targets(d *DaemonReport) []Target {
 		add("shim RSS <= 10 MiB per pod", false, false, "density section not run")
 	}
 
+	// Issue 13's goals: density, stats cost, start path.
+	var runcDens *DensityReport
+	for _, r := range d.Density {
+		if r.Runtime == runcRuntime {
+			runcDens = r
+		}
+	}
+	if dens != nil {
+		add("density: shim-side memory per pod <= 6 MiB PSS and <= 20 MiB RSS (shim + resident helpers)",
+			dens.ShimSidePSSPerPod <= 6*1024 && dens.ShimSideRSSPerPod <= 20*1024, dens.ShimCount > 0,
+			fmt.Sprintf("%d %ss: %s MiB PSS, %s MiB RSS per %s", dens.N, podWord(dens.Mode),
+				fmtMiB(dens.ShimSidePSSPerPod), fmtMiB(dens.ShimSideRSSPerPod), podWord(dens.Mode)))
+		add("stats: serving containerd's polling of idle pods costs <= 2% of one CPU",
+			dens.IdleCPUPercent <= 2, dens.ShimCount > 0,
+			fmt.Sprintf("%d idle %ss for %.0f s: shims and their runsc calls used %.2f%% of one CPU", dens.N, podWord(dens.Mode),
+				dens.IdleSeconds, dens.IdleCPUPercent))
+		if runcDens != nil && runcDens.AllRunning > 0 {
+			add("start: all pods running <= 1.8x runc's time", dens.AllRunning <= 1.8*runcDens.AllRunning, true,
+				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)", dens.N, podWord(dens.Mode), fmtMs(dens.AllRunning),
+					fmtMs(runcDens.AllRunning), dens.AllRunning/runcDens.AllRunning))
+		}
+	}
+	if c := d.CRI; c != nil && !c.SandboxOnly {
+		add("start: CRI pod start p50 <= runc's + 150 ms", c.Diff <= 150, true,
+			fmt.Sprintf("runsc - runc p50 = %s ms (paired %s)", fmtMs(c.Diff), fmtMs(c.DiffPaired)))
+	}
+	if l := d.Lifecycle; l != nil && l.RuncOverhead > 0 {
+		ratio := l.ShimOverhead / l.RuncOverhead
+		add("start: shim overhead on a `true` run <= 1.0x the runc shim's", ratio <= 1.0, true,
+			fmt.Sprintf("%s ms vs %s ms (%.2fx)", fmtMs(l.ShimOverhead), fmtMs(l.RuncOverhead), ratio))
+	}
+
 	if a := d.Argv; a != nil {
 		var extra []string
 		for _, l := range a.Lifecycles {
