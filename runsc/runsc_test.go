@@ -216,3 +216,20 @@ func TestMissingSubcommandRefusedWithoutRunningRunsc(t *testing.T) {
 		t.Fatalf("runsc ran %d times, want only the delete:\n%s", n, argv)
 	}
 }
+
+func TestDoArgsAndError(t *testing.T) {
+	script, dir := fakeRunsc(t, `for a in "$@"; do case $a in --log=*) log=${a#--log=};; esac; done
+echo '{"msg":"cannot run with network enabled in root network namespace","level":"error"}' >> "$log"
+exit 128`)
+	bundle, root := t.TempDir(), t.TempDir()
+	r := &Runsc{Command: script, Root: root, Bundle: bundle, Flags: []string{"--network=sandbox"}}
+	_, err := r.Do(context.Background(), "true")
+	if err == nil || !strings.Contains(err.Error(), "runsc do: cannot run with network enabled in root network namespace (runsc's own network stack cannot start") {
+		t.Fatalf("got %v", err)
+	}
+	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
+	want := "--root=" + root + " --log=" + filepath.Join(bundle, LogFile) + " --log-format=json --network=sandbox do true\n"
+	if string(argv) != want {
+		t.Fatalf("argv %q, want %q", argv, want)
+	}
+}
