@@ -402,23 +402,55 @@ func tomlKey(k string) string {
 	if bareKey.MatchString(k) {
 		return k
 	}
-	return strconv.Quote(k)
+	return tomlString(k)
 }
 
 func tomlValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return tomlString(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = tomlValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
 	b, err := toml.Marshal(map[string]any{"v": v})
 	if err != nil {
-		return fmt.Sprintf("%q", fmt.Sprint(v))
+		return tomlString(fmt.Sprint(v))
 	}
-	s := strings.TrimSpace(string(b))
-	return strings.TrimPrefix(s, "v = ")
+	return strings.TrimPrefix(strings.TrimSpace(string(b)), "v = ")
+}
+
+// tomlString is s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 func writeRuntime(b *bytes.Buffer, plugin, runscConfig string) {
 	base := []string{"plugins", plugin, "containerd", "runtimes", RuntimeName}
-	fmt.Fprintf(b, "%s\n  runtime_type = %s\n", header(base...), strconv.Quote(RuntimeType))
+	fmt.Fprintf(b, "%s\n  runtime_type = %s\n", header(base...), tomlString(RuntimeType))
 	fmt.Fprintf(b, "%s\n  TypeUrl = %s\n  ConfigPath = %s\n", header(append(base, "options")...),
-		strconv.Quote(OptionsTypeURL), strconv.Quote(runscConfig))
+		tomlString(OptionsTypeURL), tomlString(runscConfig))
 }
 
 // writeDefaultRuntimes writes containerd's effective runtimes (other than

@@ -74,7 +74,7 @@ type Node struct {
 	// Bin is the containerd binary as runsc-node runs it.
 	Bin string
 	// Config is the host path of containerd's config.
-	Config string
+	Config  string
 	Version Version
 }
 

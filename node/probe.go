@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -103,8 +102,8 @@ func runscTOML(binaryName, network, why string) []byte {
 	b.WriteString("# Written by runsc-node install for containerd-shim-runsc-v1 (see its README, \"runsc.toml\").\n")
 	b.WriteString("# " + strings.ReplaceAll(why, "\n", " ") + "\n")
 	if binaryName != "" {
-		fmt.Fprintf(&b, "binary_name = %s\n", strconv.Quote(binaryName))
+		fmt.Fprintf(&b, "binary_name = %s\n", tomlString(binaryName))
 	}
-	fmt.Fprintf(&b, "\n[runsc_config]\n  network = %s\n", strconv.Quote(network))
+	fmt.Fprintf(&b, "\n[runsc_config]\n  network = %s\n", tomlString(network))
 	return []byte(b.String())
 }
