@@ -247,12 +247,19 @@ func loadImports(in MergeInput, f *configFile, files *[]*configFile, seen map[st
 		if !ok {
 			return fmt.Errorf("%s: imports holds %v, not a string", f.path, item)
 		}
+		// containerd resolves a relative import against the importing
+		// file's directory; 2.x expands '*' in any of them, 1.x only in
+		// absolute ones (a relative "conf.d/*.toml" imports nothing).
+		glob := strings.Contains(pattern, "*") && (filepath.IsAbs(pattern) || in.Containerd.Major >= 2)
 		if !filepath.IsAbs(pattern) {
 			pattern = filepath.Join(filepath.Dir(f.path), pattern)
 		}
-		matches, err := in.Glob(pattern)
-		if err != nil {
-			return fmt.Errorf("%s: imports %q: %w", f.path, pattern, err)
+		matches := []string{filepath.Clean(pattern)}
+		if glob {
+			var err error
+			if matches, err = in.Glob(pattern); err != nil {
+				return fmt.Errorf("%s: imports %q: %w", f.path, pattern, err)
+			}
 		}
 		for _, m := range matches {
 			if seen[m] {
@@ -260,6 +267,9 @@ func loadImports(in MergeInput, f *configFile, files *[]*configFile, seen map[st
 			}
 			seen[m] = true
 			data, err := in.Read(m)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("read imported config: %w", err)
 			}

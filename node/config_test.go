@@ -242,8 +242,8 @@ func TestPlanRefuses(t *testing.T) {
 func TestParseVersion(t *testing.T) {
 	for out, want := range map[string][3]int{
 		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3": {1, 6, 20},
-		"containerd github.com/containerd/containerd/v2 2.4.2+unknown ":                {2, 4, 2},
-		"containerd containerd.io v1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da":    {1, 7, 27},
+		"containerd github.com/containerd/containerd/v2 2.4.2+unknown ":               {2, 4, 2},
+		"containerd containerd.io v1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da":   {1, 7, 27},
 	} {
 		v, err := ParseVersion(out)
 		if err != nil || [3]int{v.Major, v.Minor, v.Patch} != want {
@@ -267,5 +267,29 @@ func TestHostPath(t *testing.T) {
 	}
 	if p, _ := (Host{Root: "/"}).Path("/run/x.sock"); p != "/run/x.sock" {
 		t.Fatal(p)
+	}
+}
+
+func TestPlanRelativeImportGlob(t *testing.T) {
+	// containerd 1.6 does not expand '*' in a relative import (measured:
+	// `config dump` shows the drop-in's settings only with an absolute
+	// pattern); 2.x does.
+	root := writeConfig(t, "version = 2\nimports = [\"conf.d/*.toml\"]\n")
+	os.MkdirAll(filepath.Join(root, "etc/containerd/conf.d"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/containerd/conf.d/cri.toml"), []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"x\"\n"), 0o644)
+	m, err := planAt(t, root, v16, "/etc/containerd/config.toml", runc16)
+	if err != nil || m.File != "/etc/containerd/config.toml" {
+		t.Fatalf("1.6: %v, edits %v", err, m)
+	}
+	m, err = planAt(t, root, v24, "/etc/containerd/config.toml", nil)
+	if err != nil || m.File != "/etc/containerd/conf.d/cri.toml" {
+		t.Fatalf("2.4: %v, edits %v", err, m)
+	}
+	// A relative import without '*' is a file next to the importing one.
+	root = writeConfig(t, "version = 2\nimports = [\"conf.d/cri.toml\", \"missing.toml\"]\n")
+	os.MkdirAll(filepath.Join(root, "etc/containerd/conf.d"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/containerd/conf.d/cri.toml"), []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"x\"\n"), 0o644)
+	if m, err = planAt(t, root, v16, "/etc/containerd/config.toml", runc16); err != nil || m.File != "/etc/containerd/conf.d/cri.toml" {
+		t.Fatalf("1.6 literal import: %v, edits %v", err, m)
 	}
 }

@@ -222,6 +222,11 @@ func (n *Node) ConfigDump(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(cfg); errors.Is(err, os.ErrNotExist) {
+		// No file: containerd runs with its built-in defaults (and
+		// `config dump` refuses a --config that does not exist).
+		return n.run(ctx, n.Bin, "config", "default")
+	}
 	return n.run(ctx, n.Bin, "--config", cfg, "config", "dump")
 }
 
