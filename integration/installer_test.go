@@ -516,6 +516,12 @@ func TestInstaller(t *testing.T) {
 					t.Errorf("shim not installed: %v", err)
 				}
 
+				// Not restarted yet: doctor says so.
+				out, err = e.node("doctor")
+				if err == nil || !strings.Contains(out, "but the running containerd has no \"runsc\" runtime") {
+					t.Errorf("doctor before the restart: %v\n%s", err, out)
+				}
+
 				e.restart()
 				dumpAfter := e.dump()
 				var diffs []string

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/pelletier/go-toml/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Check is one line of doctor's report.
@@ -388,6 +392,60 @@ func (n *Node) criCheck(ctx context.Context) Check {
 		c.Fix = "remove \"cri\" / \"io.containerd.grpc.v1.cri\" from disabled_plugins in " + n.Config + " and restart containerd"
 	default:
 		c.OK, c.Detail = true, "loaded: "+strings.Join(seen, ", ")
+		loaded, err := n.runningRuntimes(ctx)
+		switch {
+		case err != nil:
+			c.Detail += fmt.Sprintf(" (cannot read its runtimes: %v)", err)
+		case !loaded[RuntimeName]:
+			c.OK = false
+			c.Detail += fmt.Sprintf(", but the running containerd has no %q runtime (it has %s): it was not restarted since the config changed", RuntimeName, orNone(sortedNames(loaded)))
+			c.Fix = n.restartCommand()
+		default:
+			c.Detail += fmt.Sprintf(", runtimes %s", strings.Join(sortedNames(loaded), ", "))
+		}
 	}
 	return c
+}
+
+func sortedNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// runningRuntimes asks the running CRI plugin (CRI Status, verbose) which
+// runtimes it has loaded.
+func (n *Node) runningRuntimes(ctx context.Context) (map[string]bool, error) {
+	addr, err := n.host.Path(n.opts.ContainerdAddress)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("unix://"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	st, err := runtimeapi.NewRuntimeServiceClient(conn).Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		return nil, fmt.Errorf("CRI Status: %w", err)
+	}
+	var cfg struct {
+		Containerd struct {
+			Runtimes map[string]json.RawMessage `json:"runtimes"`
+		} `json:"containerd"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["config"]), &cfg); err != nil {
+		return nil, fmt.Errorf("CRI Status config: %w", err)
+	}
+	out := map[string]bool{}
+	for k := range cfg.Containerd.Runtimes {
+		out[k] = true
+	}
+	if len(out) == 0 {
+		return nil, errors.New("CRI Status lists no runtimes")
+	}
+	return out, nil
 }
