@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -71,7 +72,7 @@ type Node struct {
 	// Process is the running containerd (nil if none listens on the
 	// address).
 	Process *Process
-	// Bin is the containerd binary as runsc-node runs it.
+	// Bin is the host path of the containerd binary (run through runHost).
 	Bin string
 	// Config is the host path of containerd's config.
 	Config  string
@@ -159,17 +160,17 @@ func Discover(ctx context.Context, opts Options) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--containerd-bin: %w", err)
 		}
-		n.Bin = n.host.mustPath(bin)
-	case p != nil:
-		n.Bin = p.Exe
+		n.Bin = bin
+	case p != nil && p.ExeTarget != "" && n.host.Exists(p.ExeTarget):
+		n.Bin = p.ExeTarget
 	default:
 		bin, err := n.host.LookPath("containerd", nil)
 		if err != nil {
 			return nil, fmt.Errorf("containerd is not running on %s and not installed: %w (pass --containerd-bin)", opts.ContainerdAddress, err)
 		}
-		n.Bin = n.host.mustPath(bin)
+		n.Bin = bin
 	}
-	out, err := n.run(ctx, n.Bin, "--version")
+	out, err := n.runHost(ctx, n.Bin, "--version")
 	if err != nil {
 		return nil, fmt.Errorf("containerd version: %w", err)
 	}
@@ -194,11 +195,22 @@ func (n *Node) note(format string, args ...any) {
 	fmt.Fprintf(n.out, format+"\n", args...)
 }
 
-// run runs a command and returns its stdout; a failure quotes stderr.
-func (n *Node) run(ctx context.Context, bin string, args ...string) ([]byte, error) {
+// runHost runs the host binary bin (a host path) and returns its stdout; a
+// failure quotes stderr. Under a host root other than "/" it runs chrooted
+// into it, so that the host's dynamically linked binaries find their
+// libraries and the host paths in args (and in containerd's imports) mean
+// what they mean on the host.
+func (n *Node) runHost(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	if !filepath.IsAbs(bin) {
+		return nil, fmt.Errorf("host binary %q is not an absolute path", bin)
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if root := filepath.Clean(n.host.Root); root != "/" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Dir = "/"
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -225,9 +237,9 @@ func (n *Node) ConfigDump(ctx context.Context) ([]byte, error) {
 	if _, err := os.Stat(cfg); errors.Is(err, os.ErrNotExist) {
 		// No file: containerd runs with its built-in defaults (and
 		// `config dump` refuses a --config that does not exist).
-		return n.run(ctx, n.Bin, "config", "default")
+		return n.runHost(ctx, n.Bin, "config", "default")
 	}
-	return n.run(ctx, n.Bin, "--config", cfg, "config", "dump")
+	return n.runHost(ctx, n.Bin, "--config", n.Config, "config", "dump")
 }
 
 func (n *Node) read(path string) ([]byte, error) {
