@@ -644,3 +644,51 @@ func (e *installEnv) brokenNodes() {
 		}
 	}
 }
+
+// TestREADMEConfigSnippets starts containerd with each containerd snippet
+// of the README as its whole config (a node without a config file) and
+// checks that the CRI plugin loads with both runc and runsc.
+func TestREADMEConfigSnippets(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snippets []string
+	for _, block := range strings.Split(string(b), "```toml\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if strings.Contains(block, "runtimes.runsc]") {
+			snippets = append(snippets, block)
+		}
+	}
+	if len(snippets) != 2 {
+		t.Fatalf("want two containerd snippets in the README, found %d", len(snippets))
+	}
+	for i, snippet := range snippets {
+		for _, v := range harness.Versions {
+			if strings.Contains(snippet, "version = 3") && v == "1.6" {
+				continue // the README says 1.6 ignores it
+			}
+			t.Run(fmt.Sprintf("snippet-%d/containerd-%s", i, v), func(t *testing.T) {
+				requireInstallerPrereqs(t, v)
+				e := newInstallEnv(t, v, nodeCase{name: "readme", files: map[string]string{"config.toml": snippet}})
+				e.start()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				resp, err := e.d.Client.IntrospectionService().Plugins(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range resp.Plugins {
+					if p.Type+"."+p.ID == "io.containerd.grpc.v1.cri" && p.InitErr != nil {
+						t.Fatalf("the CRI plugin did not load with the README snippet: %s", p.InitErr.Message)
+					}
+				}
+				e.waitRuntimeReady()
+				out, err := e.node("doctor")
+				if !strings.Contains(out, "ok   CRI plugin: loaded: ") || !strings.Contains(out, "runtimes runc, runsc") {
+					t.Errorf("the running CRI does not have runc and runsc: %v\n%s", err, out)
+				}
+			})
+		}
+	}
+}

@@ -293,3 +293,39 @@ func TestPlanRelativeImportGlob(t *testing.T) {
 		t.Fatalf("1.6 literal import: %v, edits %v", err, m)
 	}
 }
+
+// readmeSnippets returns the TOML blocks of the README that add the runsc runtime.
+func readmeSnippets(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, block := range strings.Split(string(b), "```toml\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if strings.Contains(block, "runtimes.runsc]") {
+			out = append(out, block)
+		}
+	}
+	if len(out) != 2 {
+		t.Fatalf("want the README's two containerd snippets, found %d", len(out))
+	}
+	return out
+}
+
+func TestREADMESnippetsAreWhatInstallWrites(t *testing.T) {
+	for i, snippet := range readmeSnippets(t) {
+		v := v16
+		if strings.Contains(snippet, "version = 3") {
+			v = v24
+		}
+		m, err := planAt(t, writeConfig(t, snippet), v, "/etc/containerd/config.toml", nil)
+		if err != nil || !m.Unchanged {
+			t.Errorf("README snippet %d is not exactly the runtime runsc-node installs: %v", i, err)
+		}
+		if v == v16 && !strings.Contains(snippet, "runtimes.runc]") {
+			t.Errorf("README's containerd 1.6 snippet does not keep the runc runtime")
+		}
+	}
+}
