@@ -38,6 +38,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/node"
 )
 
 var (
@@ -151,6 +152,9 @@ type installEnv struct {
 	d       *harness.Daemon
 	cri     runtimeapi.RuntimeServiceClient
 	conn    *grpc.ClientConn
+	// hostRoot, when set, is the --host-root of the DaemonSet-like run
+	// (TestInstallerHostRoot); e.config is then under it.
+	hostRoot string
 }
 
 func (e *installEnv) node(args ...string) (string, error) {
@@ -188,7 +192,12 @@ func (e *installEnv) writeDaemonConfig() {
 		e.t.Fatal(err)
 	}
 	_, hasImports := e.c.files["conf.d/10-cri.toml"]
-	if err := os.WriteFile(e.daemon, []byte(privatize(string(b), e.w, e.version, hasImports)), 0o644); err != nil {
+	text := privatize(string(b), e.w, e.version, hasImports)
+	if e.hostRoot != "" {
+		// The daemon plays the host, whose / is e.hostRoot.
+		text = strings.ReplaceAll(text, `"`+node.DefaultRunscConfig+`"`, `"`+e.hostRoot+node.DefaultRunscConfig+`"`)
+	}
+	if err := os.WriteFile(e.daemon, []byte(text), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -690,5 +699,157 @@ func TestREADMEConfigSnippets(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// hostRootTree builds a host root the way the DaemonSet sees the node at
+// /host, without exposing anything writable of the real host: /usr bound
+// read-only (containerd runs chrooted into it and needs its libraries),
+// the merged-usr symlinks, hard links of the binaries that live elsewhere
+// (containerd 2.4, current runsc), and a symlink to the daemon's socket
+// once it runs. Nothing of the host is writable through it, so removing
+// it cannot remove host files even if the unmount failed.
+func hostRootTree(t *testing.T, bins ...string) string {
+	t.Helper()
+	root, err := os.MkdirTemp("/tmp", "rh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	usr := filepath.Join(root, "usr")
+	t.Cleanup(func() {
+		if err := unix.Unmount(usr, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+			t.Errorf("unmount %s: %v", usr, err)
+			return // keep the tree rather than walk a mount
+		}
+		if os.Getenv("HARNESS_KEEP") == "" {
+			os.RemoveAll(root)
+		}
+	})
+	if err := os.Mkdir(usr, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("/usr", usr, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind /usr: %v", err)
+	}
+	if err := unix.Mount("", usr, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", usr, err)
+	}
+	for name, target := range map[string]string{"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"} {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range bins {
+		if strings.HasPrefix(b, "/usr/") {
+			continue
+		}
+		dst := filepath.Join(root, b)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(b, dst); err != nil {
+			t.Fatalf("hard link %s into the host root: %v", b, err)
+		}
+	}
+	return root
+}
+
+// TestInstallerHostRoot runs the installer as the DaemonSet does, with
+// --host-root: containerd found through /proc (binary, version, chrooted
+// `config dump`), files written under the host root only, and the node's
+// pods in gVisor after the restart; then idempotence and uninstall.
+func TestInstallerHostRoot(t *testing.T) {
+	for _, v := range harness.Versions {
+		t.Run("containerd-"+v, func(t *testing.T) {
+			requireInstallerPrereqs(t, v)
+			bin, _, _ := harness.DaemonBinaries(v)
+			root := hostRootTree(t, bin, harness.Runsc())
+			orig := testdata(t, "debian-bookworm-1.6.20.toml")
+			e := &installEnv{t: t, version: v, w: root, etc: filepath.Join(root, "etc/containerd"), bin: bin,
+				shimSrc: filepath.Join(shim(t), harness.ShimBinaryName), hostRoot: root,
+				c: nodeCase{name: "debian-default", files: map[string]string{"config.toml": orig}}}
+			e.config = filepath.Join(e.etc, "config.toml")
+			e.daemon = filepath.Join(root, "daemon.toml")
+			if err := os.MkdirAll(e.etc, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(e.config, []byte(orig), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			const shimDir = "/opt/runsc-node/bin"
+			e.writeDaemonConfig()
+			e.d = harness.StartDaemonT(t, harness.DaemonOptions{Version: v, ConfigFile: e.daemon,
+				ShimDirs: []string{root + shimDir}, Namespace: harness.CRINamespace})
+			conn, err := grpc.NewClient("unix://"+e.d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			e.cri = runtimeapi.NewRuntimeServiceClient(conn)
+			sock := filepath.Join(root, e.d.Address)
+			if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(e.d.Address, sock); err != nil {
+				t.Fatal(err)
+			}
+			e.importImages(sandboxImage(e.dump()))
+			e.waitRuntimeReady()
+			_, realRunscTOMLBefore := os.Stat(node.DefaultRunscConfig)
+
+			run := func(args ...string) string {
+				t.Helper()
+				full := append([]string{args[0], "--host-root", root,
+					"--containerd-address", e.d.Address, // containerd's binary comes from /proc
+					"--containerd-config", node.DefaultConfig,
+					"--shim-src", e.shimSrc, "--shim-dir", shimDir, "--runsc", harness.Runsc()}, args[1:]...)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				out, err := exec.CommandContext(ctx, runscNode(t), full...).CombinedOutput()
+				t.Logf("runsc-node %s (err %v):\n%s", strings.Join(full, " "), err, out)
+				if err != nil {
+					t.Fatalf("runsc-node %s: %v", args[0], err)
+				}
+				return string(out)
+			}
+			out := run("install", "--no-restart")
+			if !strings.Contains(out, "containerd "+map[string]string{"1.6": "1.6.20", "2.4": "2.4.2"}[v]) ||
+				!strings.Contains(out, "("+bin+", pid ") {
+				t.Errorf("install did not find containerd %s (%s) through /proc:\n%s", v, bin, out)
+			}
+			installed, _ := os.ReadFile(e.config)
+			if !strings.HasPrefix(string(installed), orig) || len(installed) == len(orig) {
+				t.Errorf("config under the host root not merged:\n%s", installed)
+			}
+			for _, p := range []string{node.DefaultRunscConfig, shimDir + "/" + harness.ShimBinaryName, node.DefaultStateDir + "/state.json", node.DefaultConfig + node.BackupSuffix} {
+				if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+					t.Errorf("install did not write %s under the host root: %v", p, err)
+				}
+			}
+			if _, err := os.Stat(node.DefaultRunscConfig); (err == nil) != (realRunscTOMLBefore == nil) {
+				t.Errorf("install touched the real %s", node.DefaultRunscConfig)
+			}
+
+			e.restart()
+			e.waitRuntimeReady()
+			if k := e.podKernel("hostroot", "runsc"); !harness.IsGVisorKernel(k) {
+				t.Errorf("pod with handler runsc: uname -r %q, not gVisor", k)
+			}
+			if out := run("install", "--no-restart"); !strings.Contains(out, "already installed") {
+				t.Errorf("second install:\n%s", out)
+			}
+			if again, _ := os.ReadFile(e.config); string(again) != string(installed) {
+				t.Error("second install changed the config")
+			}
+			run("uninstall")
+			if after, _ := os.ReadFile(e.config); string(after) != orig {
+				t.Error("uninstall did not restore the original bytes")
+			}
+			for _, p := range []string{node.DefaultRunscConfig, shimDir + "/" + harness.ShimBinaryName, node.DefaultStateDir, node.DefaultConfig + node.BackupSuffix} {
+				if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+					t.Errorf("uninstall left %s under the host root: %v", p, err)
+				}
+			}
+		})
 	}
 }
