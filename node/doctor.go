@@ -202,7 +202,11 @@ func (n *Node) Doctor(ctx context.Context) []Check {
 			add(Check{Name: "runsc.toml", Detail: cfgPath + ": " + strings.Join(bad, "; "), Fix: fmt.Sprintf("remove those keys from %s (see `runsc flags`)", cfgPath)})
 			cfgOK = false
 		} else {
-			add(Check{Name: "runsc.toml", OK: true, Detail: fmt.Sprintf("%s valid (runsc flags: %s)", cfgPath, strings.Join(append([]string{"none"}, flags...)[min(1, len(flags)):], " "))})
+			shown := "none"
+			if len(flags) > 0 {
+				shown = strings.Join(flags, " ")
+			}
+			add(Check{Name: "runsc.toml", OK: true, Detail: fmt.Sprintf("%s valid (runsc flags: %s)", cfgPath, shown)})
 		}
 	}
 
@@ -214,6 +218,9 @@ func (n *Node) Doctor(ctx context.Context) []Check {
 				works = append(works, r.Network)
 			}
 		}
+		platforms := ProbePlatforms(ctx, rb)
+		add(Check{Name: "runsc platforms", OK: len(platforms) > 0, Detail: "platforms that start a sandbox: " + orNone(platforms),
+			Fix: fmt.Sprintf("none of %s starts: run `%s --network=none --platform=ptrace do true` to see why", strings.Join(Platforms, ", "), rb.HostPath)})
 		if cfgOK {
 			if err := probeSandbox(ctx, rb, flags...); err != nil {
 				fix := "no network mode starts a sandbox here: see the error"

@@ -151,6 +151,7 @@ func (n *Node) Install(ctx context.Context) error {
 		}
 		return nil
 	}
+	restarted := false
 	if !m.Unchanged {
 		ok, err := n.restart(ctx)
 		if err != nil {
@@ -160,8 +161,18 @@ func (n *Node) Install(ctx context.Context) error {
 			n.note("not verified: containerd must be restarted first")
 			return nil
 		}
+		restarted = true
 	} else if n.Process == nil {
 		n.note("containerd is not running: start it, then run `runsc-node doctor`")
+		return nil
+	}
+	// containerd's own API runs the shim whatever the CRI config says: make
+	// sure the running CRI plugin has the runtime kubelet will ask for.
+	if loaded, err := n.runningRuntimes(ctx); err == nil && !loaded[RuntimeName] {
+		if restarted {
+			return fmt.Errorf("containerd restarted, but its CRI plugin has no %q runtime (it has %s): run `runsc-node doctor`", RuntimeName, orNone(sortedNames(loaded)))
+		}
+		n.note("not verified: the running containerd's CRI plugin has no %q runtime yet (it has %s): restart containerd (%s), then run install again", RuntimeName, orNone(sortedNames(loaded)), n.restartCommand())
 		return nil
 	}
 	v, err := n.Verify(ctx)

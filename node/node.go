@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 )
 
 // Defaults of Options (host paths).
@@ -122,6 +124,9 @@ func (o *Options) validate() error {
 		if _, err := (Host{Root: o.HostRoot}).Path(o.ContainerdConfig); err != nil {
 			return fmt.Errorf("--containerd-config: %w", err)
 		}
+	}
+	if err := identifiers.Validate(o.VerifyNamespace); err != nil {
+		return fmt.Errorf("--verify-namespace: %w", err)
 	}
 	if strings.ContainsAny(o.RunscConfig, "\"\\\n") {
 		return fmt.Errorf("--runsc-config %q contains a quote, backslash or newline", o.RunscConfig)
