@@ -47,6 +47,12 @@ func (n *Node) Install(ctx context.Context) error {
 		return fmt.Errorf("merge the runsc runtime into containerd's config: %w", err)
 	}
 
+	if !m.Unchanged {
+		if err := n.checkNotSymlink(m.File); err != nil {
+			return err
+		}
+	}
+
 	shimSrc, err := shimSource(o.ShimSrc)
 	if err != nil {
 		return err

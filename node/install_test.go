@@ -186,3 +186,29 @@ func TestInstallNoFileUnderHostRoot(t *testing.T) {
 		t.Errorf("uninstall left the config it created: %v", err)
 	}
 }
+
+func TestInstallRefusesASymlinkedConfig(t *testing.T) {
+	root := fakeHost(t, "")
+	if err := os.WriteFile(filepath.Join(root, "etc/containerd/real.toml"), []byte("version = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.toml", filepath.Join(root, DefaultConfig)); err != nil {
+		t.Fatal(err)
+	}
+	shim := filepath.Join(t.TempDir(), ShimName)
+	os.WriteFile(shim, []byte("shim"), 0o755)
+	var out bytes.Buffer
+	err := Install(context.Background(), Options{HostRoot: root, ShimSrc: shim, NoRestart: true, Out: &out, ContainerdAddress: "/run/none-" + filepath.Base(root) + ".sock"})
+	if err == nil || !strings.Contains(err.Error(), "/etc/containerd/config.toml is a symlink (to real.toml)") {
+		t.Fatalf("got %v\n%s", err, out.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/containerd/real.toml")); string(b) != "version = 2\n" {
+		t.Errorf("the symlink's target changed: %q", b)
+	}
+	// Refused before anything was written.
+	for _, p := range []string{"/usr/local/bin/" + ShimName, DefaultRunscConfig, DefaultStateDir} {
+		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("a refused install wrote %s", p)
+		}
+	}
+}

@@ -80,6 +80,9 @@ func (n *Node) installFile(rec **FileRecord, p string, data []byte, mode os.File
 	if err != nil {
 		return err
 	}
+	if err := n.checkNotSymlink(p); err != nil {
+		return err
+	}
 	if *rec == nil {
 		fr := &FileRecord{Path: p}
 		if st, err := os.Stat(r); err == nil {
@@ -98,4 +101,18 @@ func (n *Node) installFile(rec **FileRecord, p string, data []byte, mode os.File
 	}
 	(*rec).SHA256 = sum(data)
 	return n.writeAtomic(p, data, mode)
+}
+
+// checkNotSymlink refuses to replace a symlink (the rename would replace
+// the link, and uninstall could not bring it back).
+func (n *Node) checkNotSymlink(p string) error {
+	r, err := n.host.Path(p)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(r); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		target, _ := os.Readlink(r)
+		return fmt.Errorf("%s is a symlink (to %s): runsc-node edits regular files only, so that uninstall can restore them; pass the file it points to", p, target)
+	}
+	return nil
 }
