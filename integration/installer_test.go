@@ -853,3 +853,34 @@ func TestInstallerHostRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestInstallerRefuses: with the real containerd binaries, what install
+// cannot merge safely is refused with the reason, and nothing is written.
+func TestInstallerRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, version, config, want string
+	}{
+		{"version-4-on-1.6", "1.6", testdata(t, "default-2.4.2.toml"), "containerd 1.x silently ignores version 4 files"},
+		{"version-1", "2.4", "[plugins.cri]\n  sandbox_image = \"x\"\n", "is a version 1 containerd config"},
+		{"other-runsc-runtime", "1.6", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runsc]\n  runtime_type = \"io.containerd.runsc.v1\"\n",
+			"already defines a \"runsc\" runtime (plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runsc) that differs from runsc-node's: options is missing (want { ConfigPath = "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireInstallerPrereqs(t, tc.version)
+			e := newInstallEnv(t, tc.version, nodeCase{name: tc.name, files: map[string]string{"config.toml": tc.config}})
+			before := e.files()
+			out, err := e.node("install", "--no-restart", "--containerd-address", filepath.Join(e.w, "none.sock"))
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Errorf("install: %v, want a refusal saying %q", err, tc.want)
+			}
+			if after := e.files(); !reflect.DeepEqual(after, before) {
+				t.Error("a refused install changed files")
+			}
+			for _, p := range []string{"state", "bin"} {
+				if _, err := os.Stat(filepath.Join(e.w, p)); !os.IsNotExist(err) {
+					t.Errorf("a refused install wrote %s", p)
+				}
+			}
+		})
+	}
+}

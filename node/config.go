@@ -425,6 +425,17 @@ func tomlValue(v any) string {
 			parts[i] = tomlValue(e)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = tomlKey(k) + " = " + tomlValue(x[k])
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
 	}
 	b, err := toml.Marshal(map[string]any{"v": v})
 	if err != nil {

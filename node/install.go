@@ -35,11 +35,15 @@ func (n *Node) Install(ctx context.Context) error {
 	in := MergeInput{Containerd: n.Version, Config: n.Config, Read: n.read, Glob: n.glob, RunscConfig: o.RunscConfig}
 	if n.Version.Major < 2 {
 		dump, err := n.ConfigDump(ctx)
-		if err != nil {
-			return fmt.Errorf("read containerd's effective config (to keep its runtimes): %w", err)
+		if err == nil {
+			in.DefaultRuntimes, _, err = EffectiveRuntimes(dump)
 		}
-		if in.DefaultRuntimes, _, err = EffectiveRuntimes(dump); err != nil {
-			return err
+		if err != nil {
+			// A file Plan refuses anyway is better explained by Plan.
+			if _, perr := Plan(in); perr != nil {
+				return fmt.Errorf("merge the runsc runtime into containerd's config: %w", perr)
+			}
+			return fmt.Errorf("read containerd's effective config (to keep its runtimes): %w", err)
 		}
 	}
 	m, err := Plan(in)
