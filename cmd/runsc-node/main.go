@@ -44,6 +44,12 @@ func main() {
 		fmt.Println("runsc-node", Version)
 		return
 	}
+	switch sub {
+	case "install", "uninstall", "doctor":
+	default:
+		fmt.Fprintf(os.Stderr, "runsc-node: unknown command %q\n%s", sub, usage)
+		os.Exit(2)
+	}
 	fs := flag.NewFlagSet("runsc-node "+sub, flag.ContinueOnError)
 	var o node.Options
 	fs.StringVar(&o.HostRoot, "host-root", "/", "where the host's root directory is mounted; every host path is resolved under it")
@@ -81,9 +87,6 @@ func main() {
 		err = node.Uninstall(ctx, o)
 	case "doctor":
 		_, err = node.Doctor(ctx, o)
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runsc-node %s: %v\n", sub, err)
