@@ -255,7 +255,7 @@ func (e *Error) Error() string {
 // hints explain runsc messages whose fix is in the user's configuration.
 var hints = []struct{ match, hint string }{
 	{"cannot run with network enabled in root network namespace",
-		`runsc's own network stack cannot start on this host: set network = "host" (uses the container's network namespace) or network = "none" in the [runsc_config] table of the runsc.toml named by the runtime's ConfigPath`},
+		`runsc's own network stack cannot start on this host: set network = "host" (uses the container's network namespace) or network = "none" in the [runsc_config] table of the runsc.toml named by the runtime's ConfigPath; a runtime without one needs ConfigPath = "/etc/containerd/runsc.toml" and TypeUrl = "io.containerd.runsc.v1.options" in its options table of containerd's config, and that file with [runsc_config] network = "host"; ` + "`runsc-node install`" + ` sets up both`},
 	{"flag provided but not defined",
 		"a key in the [runsc_config] table of runsc.toml is not a flag of this runsc version: see `runsc flags`"},
 }

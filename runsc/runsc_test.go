@@ -92,6 +92,10 @@ func TestErrorHints(t *testing.T) {
 	if !strings.Contains(e.Error(), `network = "host"`) {
 		t.Fatalf("network error does not tell the fix: %s", e)
 	}
+	// Also to a user whose runtime has no runsc.toml.
+	if !strings.Contains(e.Error(), `ConfigPath = "/etc/containerd/runsc.toml" and TypeUrl = "io.containerd.runsc.v1.options"`) || !strings.Contains(e.Error(), "runsc-node install") {
+		t.Fatalf("network error does not tell a user without a ConfigPath what to add: %s", e)
+	}
 	e = &Error{Subcommand: "kill", ExitStatus: 1}
 	if !strings.Contains(e.Error(), "exit status 1") || !strings.Contains(e.Error(), "no error message") {
 		t.Fatalf("got %s", e)
