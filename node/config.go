@@ -177,22 +177,6 @@ func Plan(in MergeInput) (*Merge, error) {
 		return nil, err
 	}
 
-	// Our runtime already somewhere?
-	for _, f := range files {
-		for _, plugin := range []string{criPluginV2, criPluginV3} {
-			rt, ok := lookup(f.doc, "plugins", plugin, "containerd", "runtimes", RuntimeName)
-			if !ok {
-				continue
-			}
-			if diffs := diffRuntime(rt, in.RunscConfig); len(diffs) > 0 {
-				return nil, fmt.Errorf("%s already defines a %q runtime (plugins.%q.containerd.runtimes.%s) that differs from runsc-node's: %s; remove that runtime or make it match, then run install again",
-					f.path, RuntimeName, plugin, RuntimeName, strings.Join(diffs, "; "))
-			}
-			return &Merge{File: f.path, Existed: true, Before: f.data, After: f.data, Unchanged: true,
-				Why: fmt.Sprintf("%s already defines the %q runtime", f.path, RuntimeName)}, nil
-		}
-	}
-
 	// The file that owns the CRI plugin section: the last one to define
 	// it (containerd 1.x: a later file's plugin section replaces an
 	// earlier one's whole).
@@ -204,6 +188,27 @@ func Plan(in MergeInput) (*Merge, error) {
 			why = fmt.Sprintf("%s defines the CRI plugin section [plugins.%q]", f.path, f.criPlugin())
 		}
 	}
+	// Our runtime already somewhere? On 1.x only the owner's CRI section
+	// counts: a later file's section replaces an earlier one's whole.
+	for _, f := range files {
+		for _, plugin := range []string{criPluginV2, criPluginV3} {
+			rt, ok := lookup(f.doc, "plugins", plugin, "containerd", "runtimes", RuntimeName)
+			if !ok {
+				continue
+			}
+			if legacy && f != target {
+				return nil, fmt.Errorf("%s defines a %q runtime that has no effect on containerd %s: %s's CRI plugin section replaces that file's whole; remove it from %s, then run install again",
+					f.path, RuntimeName, in.Containerd, target.path, f.path)
+			}
+			if diffs := diffRuntime(rt, in.RunscConfig); len(diffs) > 0 {
+				return nil, fmt.Errorf("%s already defines a %q runtime (plugins.%q.containerd.runtimes.%s) that differs from runsc-node's: %s; remove that runtime or make it match, then run install again",
+					f.path, RuntimeName, plugin, RuntimeName, strings.Join(diffs, "; "))
+			}
+			return &Merge{File: f.path, Existed: true, Before: f.data, After: f.data, Unchanged: true,
+				Why: fmt.Sprintf("%s already defines the %q runtime", f.path, RuntimeName)}, nil
+		}
+	}
+
 	if legacy && target.version >= 3 {
 		return nil, fmt.Errorf("%s (imported) is a version %d file that containerd %s ignores; refusing to edit it", target.path, target.version, in.Containerd)
 	}

@@ -329,3 +329,19 @@ func TestREADMESnippetsAreWhatInstallWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanIneffectiveRuntimeOn16(t *testing.T) {
+	// The main file has our runtime, but a drop-in's CRI section replaces
+	// the main file's whole on 1.6: the runtime is not effective there.
+	root := writeConfig(t, "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"+runscV2)
+	os.MkdirAll(filepath.Join(root, "etc/containerd/conf.d"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/containerd/conf.d/cri.toml"), []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"x\"\n"), 0o644)
+	_, err := planAt(t, root, v16, "/etc/containerd/config.toml", runc16)
+	if err == nil || !strings.Contains(err.Error(), "has no effect on containerd 1.6.20~ds1: /etc/containerd/conf.d/cri.toml's CRI plugin section replaces") {
+		t.Fatalf("1.6: %v", err)
+	}
+	// containerd 2.x merges the sections: already installed.
+	if m, err := planAt(t, root, v24, "/etc/containerd/config.toml", nil); err != nil || !m.Unchanged {
+		t.Fatalf("2.4: %v %+v", err, m)
+	}
+}
