@@ -212,3 +212,34 @@ func TestInstallRefusesASymlinkedConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestRestartThroughSystemd(t *testing.T) {
+	root := fakeHost(t, "")
+	var out bytes.Buffer
+	n := &Node{opts: Options{HostRoot: root, ContainerdAddress: "/run/none.sock"}, host: Host{Root: root}, out: &out, Bin: "/usr/bin/containerd", Config: DefaultConfig}
+	// PID 1 is not systemd: the exact command, no failure.
+	if ok, err := n.restart(context.Background()); ok || err != nil {
+		t.Fatalf("without systemd: %v %v", ok, err)
+	}
+	if !strings.Contains(out.String(), "PID 1 is not systemd") || !strings.Contains(out.String(), "start containerd: /usr/bin/containerd --config /etc/containerd/config.toml") {
+		t.Errorf("without systemd:\n%s", out.String())
+	}
+	// With systemd: the host's systemctl, chrooted into the host root.
+	if err := os.MkdirAll(filepath.Join(root, "run/systemd/system"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\necho \"$@\" > /systemctl-args\necho 'Job for containerd.service failed.' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(root, "bin/systemctl"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.restartCommand(); got != "systemctl restart containerd" {
+		t.Errorf("restart command %q", got)
+	}
+	_, err := n.restart(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "systemctl restart containerd: exit status 1: Job for containerd.service failed.") {
+		t.Fatalf("failing systemctl: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "systemctl-args")); string(b) != "restart containerd\n" {
+		t.Errorf("systemctl ran with %q (not chrooted into the host root?)", b)
+	}
+}
