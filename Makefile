@@ -1,5 +1,6 @@
 # containerd-shim-runsc-v1
 BIN        := bin/containerd-shim-runsc-v1
+NODE_BIN   := bin/runsc-node
 PREFIX     ?= /usr/local
 GO         ?= go
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -32,9 +33,11 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/containerd-shim-runsc-v1
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(VERSION)' -o $(NODE_BIN) ./cmd/runsc-node
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-runsc-v1
+	install -D -m 0755 $(NODE_BIN) $(DESTDIR)$(PREFIX)/bin/runsc-node
 
 # Debian packages the demo and the tests need.
 deps:
@@ -68,7 +71,7 @@ print-runsc-current:
 
 # Unit tests always run with the race detector (cgo: gcc comes with `make deps`).
 unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./systemd/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./systemd/... ./node/... ./deploy/...
 
 # One leg per runsc in RUNSCS, each against containerd 1.6.20 and 2.4.2.
 integration: build $(RUNSC_DEPS)
@@ -90,7 +93,7 @@ test-race: build
 # "context deadline exceeded" when a duration ends on a loaded machine
 # (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 20000x
-FUZZPKGS := ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/...
+FUZZPKGS := ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./node/... ./systemd/...
 fuzz:
 	@set -e; for pkg in $$($(GO) list $(FUZZPKGS)); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \

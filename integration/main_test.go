@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shimDir != "" {
 		os.RemoveAll(shimDir)
+	}
+	if runscNodeBin != "" {
+		os.RemoveAll(filepath.Dir(runscNodeBin))
 	}
 	if raceDir != "" {
 		if reports := harness.RaceReports(raceDir); len(reports) > 0 {

@@ -286,7 +286,7 @@ func (e *Error) Error() string {
 // hints explain runsc messages whose fix is in the user's configuration.
 var hints = []struct{ match, hint string }{
 	{"cannot run with network enabled in root network namespace",
-		`runsc's own network stack cannot start on this host: set network = "host" (uses the container's network namespace) or network = "none" in the [runsc_config] table of runsc.toml: the file the runtime's ConfigPath option names or, when the runtime has no ConfigPath, ` + DefaultConfigFile + ` (a file holding the line [runsc_config] and below it network = "host" is enough)`},
+		`runsc's own network stack cannot start on this host: set network = "host" (uses the container's network namespace) or network = "none" in the [runsc_config] table of runsc.toml: the file the runtime's ConfigPath option names or, when the runtime has no ConfigPath, ` + DefaultConfigFile + ` (a file holding the line [runsc_config] and below it network = "host" is enough; ` + "`runsc-node install`" + ` writes it)`},
 	{"flag provided but not defined",
 		"a key in the [runsc_config] table of runsc.toml is not a flag of this runsc version: see `runsc flags`"},
 }

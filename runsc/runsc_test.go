@@ -92,6 +92,11 @@ func TestErrorHints(t *testing.T) {
 	if !strings.Contains(e.Error(), `network = "host"`) {
 		t.Fatalf("network error does not tell the fix: %s", e)
 	}
+	// Also to a user whose runtime has no runsc.toml: the shim then reads
+	// the default file, which the hint names.
+	if !strings.Contains(e.Error(), "when the runtime has no ConfigPath, "+DefaultConfigFile) || !strings.Contains(e.Error(), "runsc-node install") {
+		t.Fatalf("network error does not tell a user without a ConfigPath what to add: %s", e)
+	}
 	e = &Error{Subcommand: "kill", ExitStatus: 1}
 	if !strings.Contains(e.Error(), "exit status 1") || !strings.Contains(e.Error(), "no error message") {
 		t.Fatalf("got %s", e)
@@ -214,5 +219,22 @@ func TestMissingSubcommandRefusedWithoutRunningRunsc(t *testing.T) {
 	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
 	if n := strings.Count(string(argv), "\n"); n != 1 || !strings.Contains(string(argv), " delete ") {
 		t.Fatalf("runsc ran %d times, want only the delete:\n%s", n, argv)
+	}
+}
+
+func TestDoArgsAndError(t *testing.T) {
+	script, dir := fakeRunsc(t, `for a in "$@"; do case $a in --log=*) log=${a#--log=};; esac; done
+echo '{"msg":"cannot run with network enabled in root network namespace","level":"error"}' >> "$log"
+exit 128`)
+	bundle, root := t.TempDir(), t.TempDir()
+	r := &Runsc{Command: script, Root: root, Bundle: bundle, Flags: []string{"--network=sandbox"}}
+	_, err := r.Do(context.Background(), "true")
+	if err == nil || !strings.Contains(err.Error(), "runsc do: cannot run with network enabled in root network namespace (runsc's own network stack cannot start") {
+		t.Fatalf("got %v", err)
+	}
+	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
+	want := "--root=" + root + " --log=" + filepath.Join(bundle, LogFile) + " --log-format=json --network=sandbox do true\n"
+	if string(argv) != want {
+		t.Fatalf("argv %q, want %q", argv, want)
 	}
 }

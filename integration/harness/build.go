@@ -119,3 +119,21 @@ func RaceReports(dir string) []string {
 	}
 	return out
 }
+
+// BuildRunscNode builds ./cmd/runsc-node (the node installer, static like
+// `make build`) into dir and returns the binary's path.
+func BuildRunscNode(dir string, logf Logf) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "runsc-node")
+	logf.printf("building %s from %s", out, root)
+	cmd := exec.Command(goTool(), "build", "-o", out, "./cmd/runsc-node")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/runsc-node: %w\n%s", err, b)
+	}
+	return out, nil
+}

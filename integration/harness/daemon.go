@@ -91,6 +91,12 @@ type DaemonOptions struct {
 	Env []string
 	// Logf receives progress messages.
 	Logf Logf
+	// ConfigFile, if set, is the config file the daemon runs with, as is
+	// (no generated config; ExtraConfig and EnableCRI do not apply): the
+	// daemon gets its private root, state and gRPC address from the
+	// --root, --state and --address flags. The file must keep every other
+	// host-wide path (ttrpc socket, NRI socket, plugin dirs) private.
+	ConfigFile string
 }
 
 // Daemon is a private containerd whose files all live under Dir.
@@ -178,7 +184,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, retErr err
 		}
 	}()
 
-	if err := os.WriteFile(d.ConfigPath, []byte(d.config(opts)), 0o644); err != nil {
+	args := []string{"--config", d.ConfigPath}
+	if opts.ConfigFile != "" {
+		d.ConfigPath = opts.ConfigFile
+		args = []string{"--config", d.ConfigPath, "--root", d.Root, "--state", d.State, "--address", d.Address}
+	} else if err := os.WriteFile(d.ConfigPath, []byte(d.config(opts)), 0o644); err != nil {
 		return d, err
 	}
 	d.logFile, err = os.Create(d.LogPath)
@@ -195,7 +205,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, retErr err
 	}
 	d.PATH = strings.Join(pathDirs, ":")
 
-	cmd := exec.Command(bin, "--config", d.ConfigPath)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(envWithout(os.Environ(), "PATH"), "PATH="+d.PATH)
 	cmd.Env = append(cmd.Env, opts.Env...)
 	cmd.Stdout = d.logFile
