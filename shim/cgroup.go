@@ -12,9 +12,7 @@ import (
 	"sync"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
-	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -136,6 +134,8 @@ type pod struct {
 	// gone is set once the sandbox has exited: runsc removes its cgroup,
 	// and writing limits would only recreate directories.
 	gone bool
+	// cpuFile is the sandbox cgroup's CPU counter, once found.
+	cpuFile string
 	// lastOOM is the last OOM count read, kept for when the counter file
 	// has gone with the cgroup.
 	lastOOM uint64
@@ -207,22 +207,55 @@ func (p *pod) stat() (any, error) {
 }
 
 // cpuUsage is the sandbox's host cgroup CPU time in ns (0 when unknown).
+// It reads the one counter (cpuacct.usage on v1, cpu.stat's usage_usec on
+// v2), not the whole cgroup's stats: pod members' stats polls need it.
 func (p *pod) cpuUsage() uint64 {
-	m, err := p.stat()
+	p.mu.Lock()
+	gone, file := p.gone, p.cpuFile
+	p.mu.Unlock()
+	if gone {
+		return 0
+	}
+	if file == "" {
+		var err error
+		if file, err = cpuCounterFile(p.pid); err != nil {
+			return 0
+		}
+		p.mu.Lock()
+		p.cpuFile = file
+		p.mu.Unlock()
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0
 	}
-	switch m := m.(type) {
-	case *v1stats.Metrics:
-		if m.GetCPU().GetUsage() != nil {
-			return m.CPU.Usage.Total
-		}
-	case *v2stats.Metrics:
-		if m.GetCPU() != nil {
-			return m.CPU.UsageUsec * 1000
+	if !unifiedCgroups {
+		v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		return v
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n * 1000
 		}
 	}
 	return 0
+}
+
+// cpuCounterFile is the file counting the CPU time of pid's cgroup.
+func cpuCounterFile(pid int) (string, error) {
+	if unifiedCgroups {
+		path, err := cgroup2.PidGroupPath(pid)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join("/sys/fs/cgroup", path, "cpu.stat"), nil
+	}
+	path, err := cgroup1.PidPath(pid)(cgroup1.Cpuacct)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join("/sys/fs/cgroup/cpuacct", path, "cpuacct.usage"), nil
 }
 
 func (p *pod) load() error {

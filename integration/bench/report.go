@@ -73,8 +73,8 @@ func targets(d *DaemonReport) []Target {
 				fmtMiB(dens.ShimSidePSSPerPod), fmtMiB(dens.ShimSideRSSPerPod), podWord(dens.Mode)))
 		add("stats: serving containerd's polling of idle pods costs <= 2% of one CPU",
 			dens.IdleCPUPercent <= 2, dens.ShimCount > 0,
-			fmt.Sprintf("%d idle %ss for %.0f s: shims and their runsc calls used %.2f%% of one CPU", dens.N, podWord(dens.Mode),
-				dens.IdleSeconds, dens.IdleCPUPercent))
+			fmt.Sprintf("%d idle %ss for %.0f s: shims and their runsc calls used %.2f%% of one CPU%s", dens.N, podWord(dens.Mode),
+				dens.IdleSeconds, dens.IdleCPUPercent, runcIdle(runcDens)))
 		if runcDens != nil && runcDens.AllRunning > 0 {
 			add("start: all pods running <= 1.8x runc's time", dens.AllRunning <= 1.8*runcDens.AllRunning, true,
 				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)", dens.N, podWord(dens.Mode), fmtMs(dens.AllRunning),
@@ -303,4 +303,11 @@ func countList(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func runcIdle(r *DensityReport) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (runc's shims for as many pods: %.2f%%)", r.IdleCPUPercent)
 }
