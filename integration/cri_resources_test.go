@@ -259,6 +259,10 @@ func (e *criEnv) testCRIStats(t *testing.T) {
 		}
 	}
 	checkCPURise(t, "ListContainerStats", l1[busy], l2[busy])
+	// kubelet's rssBytes: filled (it was always 0), never above the usage.
+	if m := l2[busy].GetMemory(); m.GetRssBytes().GetValue() == 0 || m.GetRssBytes().GetValue() > m.GetUsageBytes().GetValue() {
+		t.Errorf("busy container: rss %d bytes, usage %d: want 0 < rss <= usage", m.GetRssBytes().GetValue(), m.GetUsageBytes().GetValue())
+	}
 	if cpuNs(l1[busy]) < cpuNs(s2) {
 		t.Errorf("ListContainerStats: busy container's CPU %v below the earlier ContainerStats %v",
 			time.Duration(cpuNs(l1[busy])), time.Duration(cpuNs(s2)))

@@ -86,6 +86,18 @@ func inactiveFile(st *runsc.Stats) uint64 {
 	return 0
 }
 
+// anon is the memory that is not file cache: what containerd's CRI reports
+// as rssBytes (v1 total_rss, v2 anon). The Sentry reports usage and cache.
+func anon(st *runsc.Stats) uint64 {
+	if v, ok := st.Memory.Raw["rss"]; ok {
+		return v
+	}
+	if st.Memory.Usage.Usage > st.Memory.Cache {
+		return st.Memory.Usage.Usage - st.Memory.Cache
+	}
+	return 0
+}
+
 // metricsV1 converts runsc's stats to containerd's cgroup v1 metrics.
 func metricsV1(st *runsc.Stats, limit uint64) *v1.Metrics {
 	limit = effectiveLimit(st, limit)
@@ -97,6 +109,8 @@ func metricsV1(st *runsc.Stats, limit uint64) *v1.Metrics {
 			PerCPU: st.CPU.Usage.PerCPU,
 		}},
 		Memory: &v1.MemoryStat{
+			RSS:               anon(st),
+			TotalRSS:          anon(st),
 			Cache:             st.Memory.Cache,
 			TotalCache:        st.Memory.Cache,
 			TotalInactiveFile: inactiveFile(st),
@@ -126,6 +140,7 @@ func metricsV2(st *runsc.Stats, limit uint64) *v2.Metrics {
 			Usage:        st.Memory.Usage.Usage,
 			UsageLimit:   limit,
 			MaxUsage:     st.Memory.Usage.Max,
+			Anon:         anon(st),
 			File:         st.Memory.Cache,
 			InactiveFile: inactiveFile(st),
 			SwapUsage:    st.Memory.Swap.Usage,

@@ -22,6 +22,12 @@ func TestMetricsFromRunscStats(t *testing.T) {
 	if m2.CPU.UsageUsec != 792996 || m2.Memory.Usage != 2035712 || m2.Memory.UsageLimit != 64<<20 || m2.Pids.Current != 1 {
 		t.Fatalf("v2: %+v", m2)
 	}
+	// rssBytes (v1 total_rss, v2 anon): usage without the file cache.
+	wantRSS := st.Memory.Usage.Usage - st.Memory.Cache
+	if wantRSS == 0 || m1.Memory.TotalRSS != wantRSS || m1.Memory.RSS != wantRSS || m2.Memory.Anon != wantRSS {
+		t.Fatalf("rss: v1 total_rss %d rss %d, v2 anon %d, want %d (usage %d - cache %d)",
+			m1.Memory.TotalRSS, m1.Memory.RSS, m2.Memory.Anon, wantRSS, st.Memory.Usage.Usage, st.Memory.Cache)
+	}
 	// Without a limit the container sees the host's memory: never 0.
 	if l := metricsV1(st, 0).Memory.Usage.Limit; l == 0 {
 		t.Fatal("v1 limit 0 without a container limit")
