@@ -233,6 +233,7 @@ func (r *Runsc) ControlStats(ctx context.Context, id, sid string, hostCPU uint64
 		controlUnsupported.Store(key, true)
 		return nil, fmt.Errorf("%w: %v", ErrNoControlSocket, err)
 	}
+	st.SandboxWide = arg == nil
 	if len(out.ContainerUsage) > 0 {
 		var mine, all uint64
 		for cid, u := range out.ContainerUsage {

@@ -27,6 +27,9 @@ type Stats struct {
 		Current uint64 `json:"current"`
 		Limit   uint64 `json:"limit"`
 	} `json:"pids"`
+	// SandboxWide is set when the memory figures are the whole sandbox's,
+	// not the container's (runsc 20221219's control call).
+	SandboxWide bool `json:"-"`
 }
 
 // MemoryEntry is one memory counter of Stats.

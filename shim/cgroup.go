@@ -134,6 +134,8 @@ type pod struct {
 	// gone is set once the sandbox has exited: runsc removes its cgroup,
 	// and writing limits would only recreate directories.
 	gone bool
+	// members are the containers that joined the sandbox.
+	members map[string]bool
 	// cpuFile is the sandbox cgroup's CPU counter, once found.
 	cpuFile string
 	// lastOOM is the last OOM count read, kept for when the counter file
@@ -287,6 +289,26 @@ func (p *pod) apply(r *specs.LinuxResources) error {
 // setContainer records a joined container's resources (nil: it left) and
 // resizes the sandbox's cgroup to the pod: the sum of its containers' limits
 // plus the sandbox's own overhead, or no limit if any container has none.
+func (p *pod) setMember(id string, in bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.members == nil {
+		p.members = map[string]bool{}
+	}
+	if in {
+		p.members[id] = true
+	} else {
+		delete(p.members, id)
+	}
+}
+
+// memberCount is the number of containers that joined the sandbox.
+func (p *pod) memberCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.members)
+}
+
 func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -435,7 +457,9 @@ func (s *service) joinPod(c *container) error {
 	if p == nil {
 		return nil
 	}
+	p.setMember(c.id, true)
 	if err := p.setContainer(c.id, c.resources); err != nil {
+		p.setMember(c.id, false)
 		return err
 	}
 	c.pod, c.oomBase = p, p.oomKills()
@@ -448,6 +472,7 @@ func (s *service) leavePod(c *container) {
 		return
 	}
 	if c.init.Subcontainer() {
+		c.pod.setMember(c.id, false)
 		if err := c.pod.setContainer(c.id, nil); err != nil {
 			log.G(s.ctx).WithError(err).WithField("id", c.id).Warn("resize sandbox cgroup")
 		}

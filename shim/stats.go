@@ -233,6 +233,16 @@ func (c *container) runscStats(ctx context.Context) (*runsc.Stats, error) {
 			host = c.pod.cpuUsage()
 		}
 		st, err := c.runsc.ControlStats(ctx, c.id, c.sandboxID, host)
+		if err == nil && st.SandboxWide && c.pod != nil {
+			// Each member would report the whole sandbox's memory and a
+			// pod's total (kubelet sums its containers) would count it
+			// once per member: split it, as current runsc does when its
+			// per-container accounting is not available.
+			if n := uint64(c.pod.memberCount()); n > 1 {
+				st.Memory.Usage.Usage /= n
+				st.Memory.Cache /= n
+			}
+		}
 		if !errors.Is(err, runsc.ErrNoControlSocket) {
 			return st, err
 		}
