@@ -63,6 +63,9 @@ type container struct {
 	memLimit  uint64
 	// cpuMax is the highest CPU usage reported, in ns.
 	cpuMax uint64
+	// overhead is the memory the sandbox gets beyond its containers'
+	// limits, if this container starts one (sandbox_overhead_mib).
+	overhead int64
 }
 
 func (c *container) memoryLimit() uint64 {
@@ -126,6 +129,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		spec:      spec,
 		resources: res,
 		memLimit:  oci.MemoryLimit(spec),
+		overhead:  cfg.SandboxOverhead(),
 	}, nil
 }
 
