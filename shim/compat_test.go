@@ -1,10 +1,13 @@
 package shim
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
 
 func TestSandboxOverheadConfig(t *testing.T) {
@@ -57,6 +60,35 @@ func TestPodResourcesOverhead(t *testing.T) {
 		got := podResources(tc.containers, tc.overhead)
 		if *got.Memory.Limit != tc.want {
 			t.Errorf("%s: sandbox memory limit %d, want %d", tc.name, *got.Memory.Limit, tc.want)
+		}
+	}
+}
+
+func TestCompatFlags(t *testing.T) {
+	current := runsc.NewFeatures("/runsc", "current", []string{"oci-seccomp", "allow-suid", "network"}, nil)
+	old := runsc.NewFeatures("/runsc", "old", []string{"oci-seccomp", "network"}, nil)
+	bare := runsc.NewFeatures("/runsc", "bare", []string{"network"}, nil)
+	withSeccomp := &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}, Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}}}
+	mayEscalate := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
+	for _, tc := range []struct {
+		name string
+		cfg  *Config
+		f    *runsc.Features
+		spec *specs.Spec
+		want string
+	}{
+		{"seccomp, current", &Config{}, current, withSeccomp, "--oci-seccomp"},
+		{"seccomp, no flag", &Config{}, bare, withSeccomp, ""},
+		{"seccomp set in runsc_config", &Config{RunscConfig: map[string]string{"oci-seccomp": "false"}}, current, withSeccomp, ""},
+		{"no_new_privs off, current", &Config{}, current, mayEscalate, "--allow-suid"},
+		{"no_new_privs off, runsc without allow-suid", &Config{}, old, mayEscalate, ""},
+		{"allow-suid set in runsc_config", &Config{RunscConfig: map[string]string{"allow-suid": "false"}}, current, mayEscalate, ""},
+		{"both", &Config{}, current, &specs.Spec{Process: &specs.Process{}, Linux: withSeccomp.Linux}, "--oci-seccomp --allow-suid"},
+		{"neither", &Config{}, current, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, ""},
+	} {
+		got := strings.Join(compatFlags(context.Background(), "c1", tc.cfg, tc.f, tc.spec), " ")
+		if got != tc.want {
+			t.Errorf("%s: flags %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

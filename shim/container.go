@@ -87,12 +87,13 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSettings(r.Bundle, rs); err != nil {
-		return nil, err
-	}
 	spec, err := oci.LoadSpec(r.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	rs.Flags = append(rs.Flags, compatFlags(ctx, r.ID, cfg, rs.Features, spec)...)
+	if err := writeSettings(r.Bundle, rs); err != nil {
+		return nil, err
 	}
 	sandboxID := oci.SandboxID(spec)
 	if sandboxID != "" {

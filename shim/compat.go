@@ -1,0 +1,43 @@
+package shim
+
+import (
+	"context"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+// compatFlags returns the runsc flags a container's spec needs to mean what
+// it means under runc, when the runsc in use has them and runsc.toml's
+// [runsc_config] does not decide already. runsc reads both from the flags
+// of each container's own `runsc create`, so a pod's containers differ
+// (TestCompatRawSeccompPerContainer):
+//
+//   - --oci-seccomp when the spec has a seccomp profile: without it runsc
+//     ignores linux.seccomp (TestCompatRawSeccomp);
+//   - --allow-suid when the process may gain privileges (no_new_privs
+//     off): without it runsc never honours setuid/setgid bits; with it,
+//     no_new_privs still stops them (TestCompatRawSetuid).
+func compatFlags(ctx context.Context, id string, cfg *Config, f *runsc.Features, spec *specs.Spec) []string {
+	var flags []string
+	set := func(name string) bool {
+		_, ok := cfg.RunscConfig[name]
+		return ok
+	}
+	l := log.G(ctx).WithField("id", id).WithField("runsc", f.String())
+	if spec.Linux != nil && spec.Linux.Seccomp != nil && !set("oci-seccomp") {
+		if f.HasFlag("oci-seccomp") {
+			flags = append(flags, "--oci-seccomp")
+			l.Debug("the spec has a seccomp profile: runsc --oci-seccomp enforces it inside the sandbox")
+		} else {
+			l.Warn("the spec's seccomp profile is not enforced: this runsc has no --oci-seccomp flag")
+		}
+	}
+	if spec.Process != nil && !spec.Process.NoNewPrivileges && !set("allow-suid") && f.HasFlag("allow-suid") {
+		flags = append(flags, "--allow-suid")
+		l.Debug("no_new_privs is off: runsc --allow-suid honours setuid and setgid bits as runc does")
+	}
+	return flags
+}
