@@ -309,6 +309,44 @@ func TestCompatRawSetuid(t *testing.T) {
 	}
 }
 
+// TestCompatRawSetuidSandboxFlag: current runsc takes --allow-suid from
+// the sandbox's `runsc create`, not from a joining container's: a
+// container given the flag elevates only in a sandbox created with it,
+// even when the sandbox's own spec has no-new-privileges on (the pause
+// container's); the joining container's no-new-privileges still applies.
+// runsc 20221219 has no such flag.
+func TestCompatRawSetuidSandboxFlag(t *testing.T) {
+	r := newRawRunsc(t)
+	if !r.features.HasFlag("allow-suid") {
+		r.want(t, "has --allow-suid", false, map[runscGen]any{gen2022: false, genCurrent: true})
+		return
+	}
+	probe := probeBinary(t)
+	for _, sbFlag := range []bool{false, true} {
+		var flags []string
+		if sbFlag {
+			flags = []string{"--allow-suid"}
+		}
+		sb := r.sandbox(t, flags...)
+		for _, nnp := range []bool{false, true} {
+			c := r.subcontainer(t, sb, "/bin/probe", "euid")
+			c.flags = []string{"--network=none", "--allow-suid"}
+			c.writeFile(t, "/bin/probe", string(probe), 0o755)
+			if err := unix.Chmod(filepath.Join(c.rootfs, "bin/probe"), 0o4755); err != nil {
+				t.Fatal(err)
+			}
+			c.spec.Process.User = specs.User{UID: 1000, GID: 1000}
+			c.spec.Process.NoNewPrivileges = nnp
+			want := "uid=1000 euid=1000"
+			if sbFlag && !nnp {
+				want = "uid=1000 euid=0"
+			}
+			r.want(t, fmt.Sprintf("sandbox --allow-suid=%v, member no-new-privileges=%v", sbFlag, nnp), strings.TrimSpace(c.mustRun(t).out),
+				map[runscGen]any{genCurrent: want})
+		}
+	}
+}
+
 // TestCompatRawSharedPIDNamespace: a container joining a sandbox whose
 // spec names the sandbox's PID namespace (what containerd sets for
 // shareProcessNamespace) sees the sandbox's processes with current runsc;

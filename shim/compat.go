@@ -11,15 +11,17 @@ import (
 
 // compatFlags returns the runsc flags a container's spec needs to mean what
 // it means under runc, when the runsc in use has them and runsc.toml's
-// [runsc_config] does not decide already. runsc reads both from the flags
-// of each container's own `runsc create`, so a pod's containers differ
-// (TestCompatRawSeccompPerContainer):
+// [runsc_config] does not decide already:
 //
 //   - --oci-seccomp when the spec has a seccomp profile: without it runsc
-//     ignores linux.seccomp (TestCompatRawSeccomp);
-//   - --allow-suid when the process may gain privileges (no_new_privs
-//     off): without it runsc never honours setuid/setgid bits; with it,
-//     no_new_privs still stops them (TestCompatRawSetuid).
+//     ignores linux.seccomp (TestCompatRawSeccomp). runsc reads it from
+//     each container's own `runsc create`, so a pod's containers are
+//     filtered each by its own profile (TestCompatRawSeccompPerContainer).
+//   - --allow-suid on every container: without it runsc never honours
+//     setuid/setgid bits (TestCompatRawSetuid); runsc reads it from the
+//     sandbox's create only (the pause container, whose spec has
+//     no_new_privs on), and no_new_privs still stops the elevation per
+//     container (TestCompatRawSetuidSandboxFlag), as with runc.
 func compatFlags(ctx context.Context, id string, cfg *Config, f *runsc.Features, spec *specs.Spec) []string {
 	var flags []string
 	set := func(name string) bool {
@@ -35,9 +37,9 @@ func compatFlags(ctx context.Context, id string, cfg *Config, f *runsc.Features,
 			l.Warn("the spec's seccomp profile is not enforced: this runsc has no --oci-seccomp flag")
 		}
 	}
-	if spec.Process != nil && !spec.Process.NoNewPrivileges && !set("allow-suid") && f.HasFlag("allow-suid") {
+	if !set("allow-suid") && f.HasFlag("allow-suid") {
 		flags = append(flags, "--allow-suid")
-		l.Debug("no_new_privs is off: runsc --allow-suid honours setuid and setgid bits as runc does")
+		l.Debug("runsc --allow-suid: setuid and setgid bits work as with runc, unless no_new_privs is on")
 	}
 	return flags
 }

@@ -77,14 +77,16 @@ func TestCompatFlags(t *testing.T) {
 		spec *specs.Spec
 		want string
 	}{
-		{"seccomp, current", &Config{}, current, withSeccomp, "--oci-seccomp"},
+		{"seccomp, current", &Config{}, current, withSeccomp, "--oci-seccomp --allow-suid"},
+		{"seccomp, old", &Config{}, old, withSeccomp, "--oci-seccomp"},
 		{"seccomp, no flag", &Config{}, bare, withSeccomp, ""},
-		{"seccomp set in runsc_config", &Config{RunscConfig: map[string]string{"oci-seccomp": "false"}}, current, withSeccomp, ""},
+		{"seccomp set in runsc_config", &Config{RunscConfig: map[string]string{"oci-seccomp": "false"}}, old, withSeccomp, ""},
 		{"no_new_privs off, current", &Config{}, current, mayEscalate, "--allow-suid"},
 		{"no_new_privs off, runsc without allow-suid", &Config{}, old, mayEscalate, ""},
 		{"allow-suid set in runsc_config", &Config{RunscConfig: map[string]string{"allow-suid": "false"}}, current, mayEscalate, ""},
 		{"both", &Config{}, current, &specs.Spec{Process: &specs.Process{}, Linux: withSeccomp.Linux}, "--oci-seccomp --allow-suid"},
-		{"neither", &Config{}, current, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, ""},
+		{"no_new_privs on (a pause container), current", &Config{}, current, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, "--allow-suid"},
+		{"neither", &Config{}, old, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, ""},
 	} {
 		got := strings.Join(compatFlags(context.Background(), "c1", tc.cfg, tc.f, tc.spec), " ")
 		if got != tc.want {
