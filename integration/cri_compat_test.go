@@ -28,6 +28,8 @@ func TestCRICompat(t *testing.T) {
 		t.Run("setuid", e.testCRISetuid)
 		t.Run("memory-limit-one-container", e.testCRIMemoryLimitOneContainer)
 		t.Run("share-process-namespace", e.testCRIShareProcessNamespace)
+		t.Run("sysctls", e.testCRISysctls)
+		t.Run("sigterm-shell-pid1", e.testCRISIGTERMShellPID1)
 	})
 }
 
@@ -280,4 +282,55 @@ func psPID1(out string) string {
 	return ""
 }
 
+// testCRISysctls: a pod's sysctls are accepted but not applied by runsc
+// (the /proc/sys files do not exist in the pod's containers); the shim
+// warns naming the sandbox container, whose spec containerd puts them in.
+func (e *criEnv) testCRISysctls(t *testing.T) {
+	p := e.runPod(t, "sysctls", harness.HandlerRunsc, func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100"}
+	})
+	id := p.start(t, criContainer{name: "sysctls", command: []string{"sleep", "100000"}})
+	r := p.exec(t, id, "cat", "/proc/sys/kernel/shm_rmid_forced")
+	if r.ExitCode == 0 {
+		t.Errorf("/proc/sys/kernel/shm_rmid_forced readable (%q): runsc applies sysctls now, update docs/compatibility.md", r.Stdout)
+	}
+	warned := false
+	for _, l := range e.c.LogGrep("runsc does not apply linux.sysctl") {
+		if strings.Contains(l, "id="+p.id) && strings.Contains(l, "kernel.shm_rmid_forced") && strings.Contains(l, "fs.mqueue.msg_max") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no shim warning naming the pod's sandbox %s and its ignored sysctls in the containerd log", p.id)
+	}
+	p.stopRemove(t, true)
+}
 
+// testCRISIGTERMShellPID1: StopContainer (grace period 5s) of a container
+// whose PID 1 is a shell without a SIGTERM handler: under runc PID 1
+// ignores SIGTERM and is killed after the grace period (137); under runsc
+// it exits at once with 143 (TestCompatRawSIGTERMShellInit: runsc does).
+func (e *criEnv) testCRISIGTERMShellPID1(t *testing.T) {
+	for _, h := range []string{harness.HandlerRunsc, harness.HandlerRunc} {
+		p := e.runPod(t, "sigterm-"+h, h, nil)
+		id := p.start(t, criContainer{name: "shell", command: []string{"sh", "-c", "while :; do sleep 1; done"}})
+		start := time.Now()
+		if _, err := e.c.Runtime.StopContainer(criCtx(t), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
+			t.Fatalf("StopContainer %s: %v", id, err)
+		}
+		took := time.Since(start)
+		st := p.status(t, id)
+		t.Logf("handler %s: StopContainer took %v, exit code %d", h, took.Round(time.Millisecond), st.GetExitCode())
+		switch h {
+		case harness.HandlerRunsc:
+			if st.GetExitCode() != 143 || took > 4*time.Second {
+				t.Errorf("runsc: exit code %d after %v, want 143 before the 5s grace period ended", st.GetExitCode(), took)
+			}
+		default:
+			if st.GetExitCode() != 137 || took < 5*time.Second {
+				t.Errorf("runc: exit code %d after %v, want 137 after the 5s grace period", st.GetExitCode(), took)
+			}
+		}
+		p.stopRemove(t, true)
+	}
+}

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"sort"
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -42,4 +43,38 @@ func compatFlags(ctx context.Context, id string, cfg *Config, f *runsc.Features,
 		l.Debug("runsc --allow-suid: setuid and setgid bits work as with runc, unless no_new_privs is on")
 	}
 	return flags
+}
+
+// containerdSysctls are the sysctls containerd 2.x adds to every pod
+// sandbox by itself; nobody can act on a warning about them.
+var containerdSysctls = map[string]bool{
+	"net.ipv4.ip_unprivileged_port_start": true,
+	"net.ipv4.ping_group_range":           true,
+}
+
+// warnIgnoredSpec logs a warning for the parts of a container's spec that
+// runsc accepts but does not apply, so that nothing is dropped silently:
+// linux.sysctl (TestCompatRawSysctls). containerd puts a pod's sysctls in
+// its sandbox container's spec.
+func warnIgnoredSpec(ctx context.Context, id string, spec *specs.Spec) {
+	if spec.Linux == nil || len(spec.Linux.Sysctl) == 0 {
+		return
+	}
+	var user, defaults []string
+	for k := range spec.Linux.Sysctl {
+		if containerdSysctls[k] {
+			defaults = append(defaults, k)
+		} else {
+			user = append(user, k)
+		}
+	}
+	sort.Strings(user)
+	sort.Strings(defaults)
+	l := log.G(ctx).WithField("id", id)
+	if len(defaults) > 0 {
+		l.WithField("sysctls", defaults).Debug("runsc does not apply linux.sysctl (containerd's defaults)")
+	}
+	if len(user) > 0 {
+		l.WithField("sysctls", user).Warn("runsc does not apply linux.sysctl: the container runs with gVisor's own values")
+	}
 }

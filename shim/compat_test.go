@@ -94,3 +94,10 @@ func TestCompatFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestWarnIgnoredSpec(t *testing.T) {
+	// Only logs; must not panic on partial specs.
+	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{})
+	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{
+		"kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 0"}}})
+}

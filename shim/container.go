@@ -92,6 +92,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	rs.Flags = append(rs.Flags, compatFlags(ctx, r.ID, cfg, rs.Features, spec)...)
+	warnIgnoredSpec(ctx, r.ID, spec)
 	if err := writeSettings(r.Bundle, rs); err != nil {
 		return nil, err
 	}
