@@ -346,12 +346,6 @@ func (b *rawBundle) exec(t *testing.T, argv ...string) rawResult {
 	return res
 }
 
-// output is what the started container printed so far.
-func (b *rawBundle) output() string {
-	out, _ := os.ReadFile(filepath.Join(b.dir, "output"))
-	return string(out)
-}
-
 // lastLog is runsc's last error messages for the bundle (log.json).
 func (b *rawBundle) lastLog() string {
 	raw, _ := os.ReadFile(filepath.Join(b.dir, "log.json"))
@@ -360,12 +354,6 @@ func (b *rawBundle) lastLog() string {
 		lines = lines[len(lines)-5:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// logMentions reports whether runsc's log for the bundle contains s.
-func (b *rawBundle) logMentions(s string) bool {
-	raw, _ := os.ReadFile(filepath.Join(b.dir, "log.json"))
-	return strings.Contains(string(raw), s)
 }
 
 // want asserts the behaviour of the runsc generation under test: what is

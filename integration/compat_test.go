@@ -95,8 +95,10 @@ func TestCompatRawSandboxIdleMemory(t *testing.T) {
 	r := newRawRunsc(t)
 	b := r.bundle(t, "idle", "sleep", "100000")
 	b.start(t)
-	// Let the Sentry settle after boot; then read the charge.
-	time.Sleep(2 * time.Second)
+	// A served exec: the sandbox has booted and runs the container.
+	if res := b.exec(t, "true"); res.err != nil || res.exit != 0 {
+		t.Fatalf("exec true in the idle sandbox: %v %v", res, res.err)
+	}
 	usage := readCgroupMiB(t, filepath.Join("/sys/fs/cgroup/memory", b.spec.Linux.CgroupsPath, "memory.usage_in_bytes"))
 	t.Logf("idle sandbox: %.1f MiB charged", usage)
 	r.want(t, "idle sandbox charge in range", inRange(usage, map[runscGen][2]float64{gen2022: {6, 16}, genCurrent: {8, 20}}[r.gen]), map[runscGen]any{gen2022: true, genCurrent: true})

@@ -128,17 +128,14 @@ func seccompProfileFile(t *testing.T) string {
 func (e *criEnv) testCRISeccomp(t *testing.T) {
 	profile := seccompProfileFile(t)
 	p := e.runPod(t, "seccomp", harness.HandlerRunsc, nil)
-	const script = seccompScript + "; exec sleep 100000"
+	const script = seccompScript + "; echo probe-done; exec sleep 100000"
 	run := func(name string, sp *runtimeapi.SecurityProfile) string {
 		id := p.start(t, criContainer{name: name, command: []string{"sh", "-c", script},
 			mutate: func(cc *runtimeapi.ContainerConfig) {
 				cc.Linux.SecurityContext.Seccomp = sp
 				cc.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}
 			}})
-		out := p.containerLog(t, name, id, "Seccomp:")
-		// Give the script time to finish after its first line.
-		time.Sleep(500 * time.Millisecond)
-		out = p.containerLog(t, name, id, "Seccomp:")
+		out := p.containerLog(t, name, id, "probe-done")
 		got := fmt.Sprint(seccompLine(out), " chmod:", strings.Contains(out, "chmod-allowed"), " sethostname:", strings.Contains(out, "sethostname-allowed"))
 		t.Logf("%s: %s", name, got)
 		return got
