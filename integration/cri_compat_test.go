@@ -195,8 +195,11 @@ func (e *criEnv) testCRISetuid(t *testing.T) {
 
 // testCRIMemoryLimitOneContainer: a one-container pod limited to 15 MiB:
 // allocating 20 MiB is OOMKilled with exit code 137 within 60s; a process
-// that allocates 10 MiB over and over stays under its limit and is never
-// killed. The sandbox cgroup is the limit plus sandbox_overhead_mib.
+// that allocates 5 MiB over and over stays under its limit and is never
+// killed. (10 MiB over and over was OOM-killed now and then with runsc
+// 20221219: memory the application frees is returned to the host lazily,
+// so two allocations can be charged at once.) The sandbox cgroup is the
+// limit plus sandbox_overhead_mib.
 func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	const limit = 15 * mib
 	res := func(cc *runtimeapi.ContainerConfig) {
@@ -205,7 +208,7 @@ func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	// Under the limit.
 	p, _ := e.runResourcePod(t, "memok", nil)
 	okID := p.start(t, criContainer{name: "under", mutate: res, command: []string{"sh", "-c",
-		"i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=10M count=1 2>/dev/null || exit 1; i=$((i+1)); done; echo allocated-20-times; exec sleep 100000"}})
+		"i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=5M count=1 2>/dev/null || exit 1; i=$((i+1)); echo -n \"$i \"; done; echo allocated-20-times; exec sleep 100000"}})
 	si := p.sandboxInfo(t)
 	mem, _, memDir := sandboxLimits(t, si.Pid)
 	if want := strconv.Itoa(limit + shimpkg.DefaultSandboxOverheadMiB*mib); mem != want {
@@ -214,11 +217,11 @@ func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	out := p.containerLog(t, "under", okID, "allocated-20-times")
 	st := p.status(t, okID)
 	if !strings.Contains(out, "allocated-20-times") || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
-		t.Errorf("a container allocating 10 MiB under a 15 MiB limit: state %v exit %d reason %q, log %q; want it running after 20 allocations",
+		t.Errorf("a container allocating 5 MiB over and over under a 15 MiB limit: state %v exit %d reason %q, log %q; want it running after 20 allocations",
 			st.GetState(), st.GetExitCode(), st.GetReason(), out)
 	}
 	if peak, err := os.ReadFile(filepath.Join(memDir, "memory.max_usage_in_bytes")); err == nil {
-		t.Logf("sandbox cgroup peak with 10 MiB allocations: %.1f MiB of %s", float64(atoi(string(peak)))/mib, mem)
+		t.Logf("sandbox cgroup peak with 5 MiB allocations: %.1f MiB of %s", float64(atoi(string(peak)))/mib, mem)
 	}
 	p.stopRemove(t, true)
 
@@ -239,6 +242,21 @@ func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	if st.GetReason() != "OOMKilled" || st.GetExitCode() != 137 {
 		t.Errorf("a container allocating 20 MiB under a 15 MiB limit: exit code %d reason %q, want 137 OOMKilled; log %q",
 			st.GetExitCode(), st.GetReason(), p.containerLog(t, "hog", id, ""))
+	}
+	// The host's OOM killer killed the sandbox itself: the pod goes
+	// NOTREADY on its own (and containerd 1.6's StopPodSandbox, racing with
+	// its own handling of that exit, could otherwise leave it READY).
+	for deadline := time.Now().Add(criWaitTimeout); ; time.Sleep(100 * time.Millisecond) {
+		ps, err := e.c.Runtime.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
+		if err != nil {
+			t.Fatalf("PodSandboxStatus %s: %v", p.id, err)
+		}
+		if ps.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s still %v %s after its sandbox was OOM-killed", p.id, ps.GetStatus().GetState(), criWaitTimeout)
+		}
 	}
 	p.stopRemove(t, true)
 }
