@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -539,26 +540,37 @@ func TestCompatRawSysctls(t *testing.T) {
 func TestCompatRawSIGTERMShellInit(t *testing.T) {
 	r := newRawRunsc(t)
 	b := r.bundle(t, "sigterm", "sh", "-c", "while :; do sleep 1; done")
-	b.start(t)
-	wait := exec.Command(r.bin, b.args("wait", b.id)...)
-	out := &strings.Builder{}
-	wait.Stdout = out
-	if err := wait.Start(); err != nil {
+	b.save(t)
+	// `runsc run` exits with the container's status (128+signal).
+	run := exec.Command(r.bin, b.args("run", "--bundle", b.dir, b.id)...)
+	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
-	b.killTERM(t)
 	done := make(chan error, 1)
-	go func() { done <- wait.Wait() }()
+	go func() { done <- run.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command(r.bin, b.args("state", b.id)...).Output()
+		if err == nil && strings.Contains(string(out), `"status": "running"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s not running within 30s: %s %v; log: %s", b.id, out, err, b.lastLog())
+		}
+	}
+	b.killTERM(t)
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("runsc wait: %v", err)
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("runsc run: %v", err)
 		}
+		r.want(t, "exit status after SIGTERM", code, map[runscGen]any{gen2022: 143, genCurrent: 143})
 	case <-time.After(10 * time.Second):
-		_ = wait.Process.Kill()
+		_ = run.Process.Kill()
 		<-done
 		r.want(t, "exits on SIGTERM within 10s", false, map[runscGen]any{gen2022: true, genCurrent: true})
-		return
 	}
-	r.want(t, "runsc wait after SIGTERM", strings.Contains(out.String(), `"exitStatus":143`), map[runscGen]any{gen2022: true, genCurrent: true})
 }
