@@ -29,6 +29,8 @@ func TestCRICompat(t *testing.T) {
 		t.Run("memory-limit-one-container", e.testCRIMemoryLimitOneContainer)
 		t.Run("share-process-namespace", e.testCRIShareProcessNamespace)
 		t.Run("sysctls", e.testCRISysctls)
+		t.Run("readonly-rootfs", e.testCRIReadonlyRootfs)
+		t.Run("host-pid", e.testCRIHostPID)
 		t.Run("sigterm-shell-pid1", e.testCRISIGTERMShellPID1)
 	})
 }
@@ -348,4 +350,39 @@ func (e *criEnv) testCRISIGTERMShellPID1(t *testing.T) {
 		}
 		p.stopRemove(t, true)
 	}
+}
+
+// testCRIReadonlyRootfs: readOnlyRootFilesystem: writes to the rootfs fail
+// with EROFS, volumes (here the /dev/shm and /etc/hosts mounts) stay as
+// they are.
+func (e *criEnv) testCRIReadonlyRootfs(t *testing.T) {
+	p := e.runPod(t, "rorootfs", harness.HandlerRunsc, nil)
+	id := p.start(t, criContainer{name: "ro", command: []string{"sleep", "100000"},
+		mutate: func(cc *runtimeapi.ContainerConfig) { cc.Linux.SecurityContext.ReadonlyRootfs = true }})
+	r := p.exec(t, id, "sh", "-c", "touch /new 2>&1; touch /dev/shm/new && echo shm-writable")
+	got := strings.TrimSpace(string(r.Stdout))
+	if want := "touch: /new: Read-only file system\nshm-writable"; got != want {
+		t.Errorf("read-only rootfs: %q, want %q", got, want)
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRIHostPID: hostPID: the pod runs, but the container sees only the
+// sandbox's processes, never the host's: the Sentry has its own PID
+// namespace (runsc).
+func (e *criEnv) testCRIHostPID(t *testing.T) {
+	p := e.runPod(t, "hostpid", harness.HandlerRunsc, func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+	})
+	id := p.start(t, criContainer{name: "hostpid", command: []string{"sleep", "100003"}})
+	out := p.execOK(t, id, "ps", "-o", "pid,args")
+	n := len(strings.Split(strings.TrimSpace(out), "\n")) - 1
+	t.Logf("hostPID container sees %d processes:\n%s", n, out)
+	if strings.Contains(out, "containerd") || n > 5 {
+		t.Errorf("hostPID: the container sees host processes (%d):\n%s", n, out)
+	}
+	if !strings.Contains(out, "sleep 100003") {
+		t.Errorf("hostPID: the container does not see its own process:\n%s", out)
+	}
+	p.stopRemove(t, true)
 }
