@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
+	shimpkg "github.com/gvisor-shim/containerd-shim-runsc-v1/shim"
 )
 
 // TestCRIResources: resources of runsc pods through the CRI, as kubelet
@@ -297,7 +298,8 @@ func (e *criEnv) testCRIStats(t *testing.T) {
 }
 
 // testCRIUpdate: UpdateContainerResources of a pod container resizes the
-// pod's sandbox cgroup to its containers' limits + 64 MiB; an invalid
+// pod's sandbox cgroup to its containers' limits + sandbox_overhead_mib
+// (shimpkg.DefaultSandboxOverheadMiB); an invalid
 // update fails naming the memory limit and changes nothing.
 func (e *criEnv) testCRIUpdate(t *testing.T) {
 	p, parent := e.runResourcePod(t, "update", nil)
@@ -311,7 +313,7 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 	if !strings.Contains(memDir, parent+"/") {
 		t.Errorf("sandbox memory cgroup %s is not under the pod's cgroup parent %s", memDir, parent)
 	}
-	if want := strconv.Itoa((128 + 64) * mib); mem != want || quota != "100000" {
+	if want := strconv.Itoa((128 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "100000" {
 		t.Errorf("sandbox cgroup with one 128 MiB, 1 CPU container: memory limit %s cpu quota %s, want %s and 100000", mem, quota, want)
 	}
 
@@ -320,7 +322,7 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 		t.Fatalf("UpdateContainerResources to 96 MiB, 0.5 CPU: %v", err)
 	}
 	mem, quota, _ = sandboxLimits(t, pid)
-	if want := strconv.Itoa((96 + 64) * mib); mem != want || quota != "50000" {
+	if want := strconv.Itoa((96 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "50000" {
 		t.Errorf("sandbox cgroup after updating the container to 96 MiB, 0.5 CPU: memory limit %s cpu quota %s, want %s and 50000", mem, quota, want)
 	}
 	if res := p.status(t, id).GetResources().GetLinux(); res != nil {
@@ -341,7 +343,7 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 		t.Logf("invalid update failed as expected: %v", err)
 	}
 	mem, quota, _ = sandboxLimits(t, pid)
-	if want := strconv.Itoa((96 + 64) * mib); mem != want || quota != "50000" {
+	if want := strconv.Itoa((96 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "50000" {
 		t.Errorf("sandbox cgroup after the invalid update: memory limit %s cpu quota %s, want %s and 50000 still", mem, quota, want)
 	}
 	st := p.status(t, id)
@@ -401,7 +403,8 @@ func (e *criEnv) testCRIPodResources(t *testing.T) {
 // Not by filling /dev/shm as TestResources does: in a CRI pod /dev/shm is a
 // bind mount of containerd's sandbox shm, a 64 MiB host tmpfs served by the
 // gofer, so dd stops with ENOSPC at 64 MiB and nothing is charged to the
-// sandbox. Under a 64 MiB limit the pod's cgroup is 128 MiB, and the host's
+// sandbox. Under a 64 MiB limit the pod's cgroup is 64 MiB + the sandbox
+// overhead (shimpkg.DefaultSandboxOverheadMiB), and the host's
 // OOM killer kills the sandbox itself.
 func (e *criEnv) testCRIOOM(t *testing.T) {
 	p, parent := e.runResourcePod(t, "oom", nil)

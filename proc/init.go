@@ -33,7 +33,8 @@ type InitConfig struct {
 	// Rootfs is mounted at <bundle>/rootfs before runsc create.
 	Rootfs []mount.Mount
 	// Spec is the bundle's config.json; the shim rewrites it only to drop
-	// capabilities runsc does not know.
+	// capabilities runsc does not know and to express masked and read-only
+	// paths as mounts.
 	Spec *specs.Spec
 	// Subcontainer is set for a container that joins its pod's existing
 	// sandbox. Its pid file holds the sandbox's pid, so its exit comes from
@@ -105,6 +106,9 @@ func (p *Init) Create(ctx context.Context) (retErr error) {
 		if err := oci.SaveSpec(p.cfg.Bundle, p.cfg.Spec); err != nil {
 			return fmt.Errorf("name the sandbox by its runsc id in the spec: %w", err)
 		}
+	}
+	if err := applyPathMounts(ctx, p.cfg.ID, p.cfg.Bundle, p.cfg.Spec); err != nil {
+		return err
 	}
 	dropKnownUnknownCaps(ctx, p.cfg.Bundle, p.cfg.Spec)
 	for attempt := 0; ; attempt++ {

@@ -21,11 +21,6 @@ import (
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
 )
 
-// sandboxOverhead is added to the sum of a pod's container memory limits when
-// the sandbox's cgroup is sized from them: the Sentry and gofer themselves
-// live in that cgroup.
-const sandboxOverhead = 64 << 20
-
 // hostCgroup is the host cgroup the sandbox process runs in, where the host
 // kernel enforces the pod's limits.
 type hostCgroup interface {
@@ -128,6 +123,10 @@ type pod struct {
 	// fixed: the sandbox's limits come from its own spec or the pod-level
 	// CRI annotations, not from its containers.
 	fixed bool
+	// overhead is added to the sum of the containers' memory limits when
+	// the sandbox's cgroup is sized from them: the Sentry and gofers are
+	// charged to that cgroup (sandbox_overhead_mib).
+	overhead int64
 	// containers are the resources of the containers that joined the sandbox.
 	containers map[string]*specs.LinuxResources
 	applied    *specs.LinuxResources
@@ -146,13 +145,13 @@ type pod struct {
 // newPod prepares the pod of a sandbox whose process is pid, in the cgroup
 // at path made by the shim in scope (nil, "": the cgroup runsc made). The
 // sandbox's limits are the pod-level CRI annotations when containerd sets
-// them.
-func newPod(pid int, path string, scope *systemd.Scope, spec *specs.Spec) (*pod, error) {
+// them, otherwise its containers' limits plus overhead bytes.
+func newPod(pid int, path string, scope *systemd.Scope, spec *specs.Spec, overhead int64) (*pod, error) {
 	oomFile, err := oomCounterFile(pid, path)
 	if err != nil {
 		return nil, fmt.Errorf("find the memory cgroup of sandbox pid %d: %w", pid, err)
 	}
-	p := &pod{pid: pid, path: path, scope: scope, oomFile: oomFile, containers: make(map[string]*specs.LinuxResources)}
+	p := &pod{pid: pid, path: path, scope: scope, oomFile: oomFile, overhead: overhead, containers: make(map[string]*specs.LinuxResources)}
 	if oci.MemoryLimit(spec) > 0 {
 		// A standalone container: runsc applied its limits to the cgroup
 		// (or, systemd driver, systemd did from the scope's properties).
@@ -320,17 +319,18 @@ func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
 	if p.fixed || p.gone {
 		return nil
 	}
-	want := podResources(p.containers)
+	want := podResources(p.containers, p.overhead)
 	if resourcesEqual(want, p.applied) {
 		return nil
 	}
 	return p.apply(want)
 }
 
-// podResources sums container limits into the sandbox's.
-func podResources(containers map[string]*specs.LinuxResources) *specs.LinuxResources {
+// podResources sums container limits, plus the sandbox's own overhead, into
+// the sandbox's.
+func podResources(containers map[string]*specs.LinuxResources, overhead int64) *specs.LinuxResources {
 	var (
-		mem      int64 = sandboxOverhead
+		mem      int64 = overhead
 		memLimit       = len(containers) > 0
 		quota    int64
 		cpuLimit = len(containers) > 0
@@ -434,7 +434,7 @@ func (s *service) newPod(ctx context.Context, c *container) {
 	if c.scope != nil {
 		path, scope = c.scope.cgroupPath(), &c.scope.scope
 	}
-	p, err := newPod(c.init.Pid(), path, scope, c.spec)
+	p, err := newPod(c.init.Pid(), path, scope, c.spec, c.overhead)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
 		return

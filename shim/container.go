@@ -69,6 +69,9 @@ type container struct {
 	memLimit  uint64
 	// cpuMax is the highest CPU usage reported, in ns.
 	cpuMax uint64
+	// overhead is the memory the sandbox gets beyond its containers'
+	// limits, if this container starts one (sandbox_overhead_mib).
+	overhead int64
 }
 
 func (c *container) memoryLimit() uint64 {
@@ -94,6 +97,8 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
+	rs.Flags = append(rs.Flags, compatFlags(ctx, r.ID, cfg, rs.Features, spec)...)
+	warnIgnoredSpec(ctx, r.ID, spec)
 	sandboxID := oci.SandboxID(spec)
 	if sandboxID != "" {
 		if err := validateID("sandbox (from the spec's annotations)", sandboxID); err != nil {
@@ -146,6 +151,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		resources: res,
 		memLimit:  oci.MemoryLimit(spec),
 		scope:     scope,
+		overhead:  cfg.SandboxOverhead(),
 	}, nil
 }
 

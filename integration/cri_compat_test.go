@@ -1,0 +1,388 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+	shimpkg "github.com/gvisor-shim/containerd-shim-runsc-v1/shim"
+)
+
+// TestCRICompat: pod-spec features through the CRI, as kubelet sets them,
+// with handler runsc on each containerd version: what the shim makes
+// runsc do (the rows of docs/compatibility.md that the shim fixes).
+func TestCRICompat(t *testing.T) {
+	forEachCRIDaemon(t, func(t *testing.T, e *criEnv) {
+		t.Run("masked-readonly-paths", e.testCRIMaskedReadonlyPaths)
+		t.Run("seccomp", e.testCRISeccomp)
+		t.Run("setuid", e.testCRISetuid)
+		t.Run("memory-limit-one-container", e.testCRIMemoryLimitOneContainer)
+		t.Run("share-process-namespace", e.testCRIShareProcessNamespace)
+		t.Run("sysctls", e.testCRISysctls)
+		t.Run("readonly-rootfs", e.testCRIReadonlyRootfs)
+		t.Run("host-pid", e.testCRIHostPID)
+		t.Run("sigterm-shell-pid1", e.testCRISIGTERMShellPID1)
+	})
+}
+
+// criGen is the generation of the runsc under test.
+func criGen(t *testing.T) (runscGen, *runsc.Features) {
+	t.Helper()
+	f, err := runsc.Probe(t.Context(), harness.Runsc(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := releaseDate.FindString(f.Version); m != "" && m < "20230101" {
+		return gen2022, f
+	}
+	return genCurrent, f
+}
+
+// containerLog waits until the container's CRI log holds want (or the
+// container exited) and returns the log's messages.
+func (p *criPod) containerLog(t *testing.T, name, id, want string) string {
+	t.Helper()
+	path := filepath.Join(p.config.LogDirectory, name, "0.log")
+	deadline := time.Now().Add(criWaitTimeout)
+	for {
+		raw, _ := os.ReadFile(path)
+		var msgs []string
+		for _, l := range strings.Split(string(raw), "\n") {
+			// <time> <stream> <P|F> <message>
+			if f := strings.SplitN(l, " ", 4); len(f) == 4 {
+				msgs = append(msgs, f[3])
+			}
+		}
+		out := strings.Join(msgs, "\n")
+		if strings.Contains(out, want) || time.Now().After(deadline) ||
+			p.status(t, id).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testCRIMaskedReadonlyPaths: the container's masked paths read as empty
+// (a file) or as an empty read-only directory, its read-only paths refuse
+// writes, the rest of the rootfs stays writable; the shim warned naming
+// the container.
+func (e *criEnv) testCRIMaskedReadonlyPaths(t *testing.T) {
+	p := e.runPod(t, "masked", harness.HandlerRunsc, nil)
+	id := p.start(t, criContainer{name: "masked", command: []string{"sleep", "100000"},
+		mutate: func(cc *runtimeapi.ContainerConfig) {
+			cc.Linux.SecurityContext.MaskedPaths = []string{"/etc/group", "/var", "/proc/kcore"}
+			cc.Linux.SecurityContext.ReadonlyPaths = []string{"/tmp", "/proc/sys"}
+		}})
+	check := func(what string, cmd string, wantExit int32, wantOut string) {
+		t.Helper()
+		r := p.exec(t, id, "sh", "-c", cmd)
+		got := strings.TrimSpace(string(r.Stdout) + string(r.Stderr))
+		if r.ExitCode != wantExit || got != wantOut {
+			t.Errorf("%s: `%s` exit %d output %q, want exit %d output %q", what, cmd, r.ExitCode, got, wantExit, wantOut)
+		}
+	}
+	check("masked file", "cat /etc/group | wc -c", 0, "0")
+	check("masked directory", "ls -A /var | wc -l", 0, "0")
+	check("write into masked directory", "touch /var/new", 1, "touch: /var/new: Read-only file system")
+	check("read-only path", "touch /tmp/new", 1, "touch: /tmp/new: Read-only file system")
+	check("rest of the rootfs", "touch /new && echo ok", 0, "ok")
+	warned := false
+	for _, l := range e.c.LogGrep("the shim added mounts to the spec") {
+		if strings.Contains(l, id) && strings.Contains(l, "masked /etc/group") && strings.Contains(l, "read-only /tmp") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no shim warning naming container %s and its masked and read-only paths in the containerd log", id)
+	}
+	p.stopRemove(t, true)
+}
+
+// seccompProfileFile writes the chmod/sethostname-denying profile as a
+// Localhost profile file.
+func seccompProfileFile(t *testing.T) string {
+	t.Helper()
+	raw, err := json.Marshal(seccompDeny())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "deny-chmod.json")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testCRISeccomp: a Localhost profile denying chmod and sethostname is
+// enforced for the container that has it (CAP_SYS_ADMIN granted), the
+// RuntimeDefault profile loads, an Unconfined neighbour in the same pod is
+// unfiltered; /proc/self/status shows "Seccomp: 2" for the filtered ones.
+func (e *criEnv) testCRISeccomp(t *testing.T) {
+	profile := seccompProfileFile(t)
+	p := e.runPod(t, "seccomp", harness.HandlerRunsc, nil)
+	const script = seccompScript + "; echo probe-done; exec sleep 100000"
+	run := func(name string, sp *runtimeapi.SecurityProfile) string {
+		id := p.start(t, criContainer{name: name, command: []string{"sh", "-c", script},
+			mutate: func(cc *runtimeapi.ContainerConfig) {
+				cc.Linux.SecurityContext.Seccomp = sp
+				cc.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}
+			}})
+		out := p.containerLog(t, name, id, "probe-done")
+		got := fmt.Sprint(seccompLine(out), " chmod:", strings.Contains(out, "chmod-allowed"), " sethostname:", strings.Contains(out, "sethostname-allowed"))
+		t.Logf("%s: %s", name, got)
+		return got
+	}
+	if got, want := run("localhost", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: profile}),
+		"Seccomp: 2 chmod:false sethostname:false"; got != want {
+		t.Errorf("container with a Localhost profile denying chmod and sethostname: %s, want %s", got, want)
+	}
+	if got := run("runtime-default", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}); !strings.HasPrefix(got, "Seccomp: 2 chmod:true") {
+		t.Errorf("container with RuntimeDefault: %s, want Seccomp: 2 and chmod allowed", got)
+	}
+	if got, want := run("unconfined", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}),
+		"Seccomp: 0 chmod:true sethostname:true"; got != want {
+		t.Errorf("Unconfined container in the same pod: %s, want %s", got, want)
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRISetuid: a setuid-root binary (on a hostPath volume) run as uid
+// 1000: with allowPrivilegeEscalation (no_new_privs off) its euid is 0
+// under current runsc, as under runc (the shim passes --allow-suid);
+// runsc 20221219 cannot (euid 1000); with no_new_privs it stays 1000.
+func (e *criEnv) testCRISetuid(t *testing.T) {
+	gen, _ := criGen(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "probe")
+	if err := os.WriteFile(bin, probeBinary(t), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(bin, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	p := e.runPod(t, "setuid", harness.HandlerRunsc, nil)
+	for _, nnp := range []bool{false, true} {
+		name := "nnp-" + strconv.FormatBool(nnp)
+		id := p.start(t, criContainer{name: name, command: []string{"sh", "-c", "/probe/probe euid; exec sleep 100000"},
+			mounts: []*runtimeapi.Mount{{ContainerPath: "/probe", HostPath: dir, Readonly: true}},
+			mutate: func(cc *runtimeapi.ContainerConfig) {
+				uid := &runtimeapi.Int64Value{Value: 1000}
+				cc.Linux.SecurityContext.RunAsUser = uid
+				cc.Linux.SecurityContext.NoNewPrivs = nnp
+			}})
+		got := strings.TrimSpace(p.containerLog(t, name, id, "euid="))
+		want := "uid=1000 euid=1000"
+		if !nnp && gen == genCurrent {
+			want = "uid=1000 euid=0"
+		}
+		if got != want {
+			t.Errorf("runsc %s, no_new_privs=%v: setuid-root binary printed %q, want %q", gen, nnp, got, want)
+		}
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRIMemoryLimitOneContainer: a one-container pod limited to 15 MiB:
+// allocating 20 MiB is OOMKilled with exit code 137 within 60s; a process
+// that allocates 5 MiB over and over stays under its limit and is never
+// killed. (10 MiB over and over was OOM-killed now and then with runsc
+// 20221219: memory the application frees is returned to the host lazily,
+// so two allocations can be charged at once.) The sandbox cgroup is the
+// limit plus sandbox_overhead_mib.
+func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
+	const limit = 15 * mib
+	res := func(cc *runtimeapi.ContainerConfig) {
+		cc.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit}
+	}
+	// Under the limit.
+	p, _ := e.runResourcePod(t, "memok", nil)
+	okID := p.start(t, criContainer{name: "under", mutate: res, command: []string{"sh", "-c",
+		"i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=5M count=1 2>/dev/null || exit 1; i=$((i+1)); echo -n \"$i \"; done; echo allocated-20-times; exec sleep 100000"}})
+	si := p.sandboxInfo(t)
+	mem, _, memDir := sandboxLimits(t, si.Pid)
+	if want := strconv.Itoa(limit + shimpkg.DefaultSandboxOverheadMiB*mib); mem != want {
+		t.Errorf("sandbox cgroup memory limit %s, want the container's 15 MiB + %d MiB overhead = %s", mem, shimpkg.DefaultSandboxOverheadMiB, want)
+	}
+	out := p.containerLog(t, "under", okID, "allocated-20-times")
+	st := p.status(t, okID)
+	if !strings.Contains(out, "allocated-20-times") || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("a container allocating 5 MiB over and over under a 15 MiB limit: state %v exit %d reason %q, log %q; want it running after 20 allocations",
+			st.GetState(), st.GetExitCode(), st.GetReason(), out)
+	}
+	if peak, err := os.ReadFile(filepath.Join(memDir, "memory.max_usage_in_bytes")); err == nil {
+		t.Logf("sandbox cgroup peak with 5 MiB allocations: %.1f MiB of %s", float64(atoi(string(peak)))/mib, mem)
+	}
+	p.stopRemove(t, true)
+
+	// Over the limit.
+	p, _ = e.runResourcePod(t, "memoom", nil)
+	start := time.Now()
+	id := p.start(t, criContainer{name: "hog", mutate: res, command: []string{"sh", "-c",
+		"dd if=/dev/zero of=/dev/null bs=20M count=1; echo survived; exec sleep 100000"}})
+	for deadline := start.Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if st = p.status(t, id); st.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a container allocating 20 MiB under a 15 MiB limit still %v after 60s; log %q", st.GetState(), p.containerLog(t, "hog", id, ""))
+		}
+	}
+	t.Logf("OOM after %v: exit code %d reason %q", time.Since(start).Round(time.Millisecond), st.GetExitCode(), st.GetReason())
+	if st.GetReason() != "OOMKilled" || st.GetExitCode() != 137 {
+		t.Errorf("a container allocating 20 MiB under a 15 MiB limit: exit code %d reason %q, want 137 OOMKilled; log %q",
+			st.GetExitCode(), st.GetReason(), p.containerLog(t, "hog", id, ""))
+	}
+	// The host's OOM killer killed the sandbox itself: the pod goes
+	// NOTREADY on its own (and containerd 1.6's StopPodSandbox, racing with
+	// its own handling of that exit, could otherwise leave it READY).
+	for deadline := time.Now().Add(criWaitTimeout); ; time.Sleep(100 * time.Millisecond) {
+		ps, err := e.c.Runtime.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
+		if err != nil {
+			t.Fatalf("PodSandboxStatus %s: %v", p.id, err)
+		}
+		if ps.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s still %v %s after its sandbox was OOM-killed", p.id, ps.GetStatus().GetState(), criWaitTimeout)
+		}
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRIShareProcessNamespace: a pod with a PID namespace per pod
+// (shareProcessNamespace): the second container sees the first one's
+// processes. Under runc the pause process is PID 1 of that namespace;
+// runsc 20221219 leaves the pause container out (the first app container
+// is PID 1); current runsc: see want.
+func (e *criEnv) testCRIShareProcessNamespace(t *testing.T) {
+	gen, _ := criGen(t)
+	p := e.runPod(t, "sharepid", harness.HandlerRunsc, func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	})
+	first := p.start(t, criContainer{name: "first", command: []string{"sleep", "100001"}})
+	second := p.start(t, criContainer{name: "second", command: []string{"sleep", "100002"}})
+	_ = first
+	out := p.execOK(t, second, "ps", "-o", "pid,args")
+	t.Logf("ps in the second container:\n%s", out)
+	got := fmt.Sprint("sees first:", strings.Contains(out, "sleep 100001"), " sees pause:", strings.Contains(out, "/pause"), " pid 1: ", psPID1(out))
+	want := map[runscGen]string{
+		gen2022:    "sees first:true sees pause:false pid 1: sleep 100001",
+		genCurrent: "sees first:true sees pause:true pid 1: /pause",
+	}[gen]
+	if got != want {
+		t.Errorf("runsc %s, shareProcessNamespace: %s, want %s", gen, got, want)
+	}
+	p.stopRemove(t, true)
+}
+
+// psPID1 is the command of PID 1 in `ps -o pid,args` output.
+func psPID1(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "1" {
+			return strings.Join(f[1:], " ")
+		}
+	}
+	return ""
+}
+
+// testCRISysctls: a pod's sysctls are accepted but not applied by runsc
+// (the /proc/sys files do not exist in the pod's containers); the shim
+// warns naming the sandbox container, whose spec containerd puts them in.
+func (e *criEnv) testCRISysctls(t *testing.T) {
+	p := e.runPod(t, "sysctls", harness.HandlerRunsc, func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100"}
+	})
+	id := p.start(t, criContainer{name: "sysctls", command: []string{"sleep", "100000"}})
+	r := p.exec(t, id, "cat", "/proc/sys/kernel/shm_rmid_forced")
+	if r.ExitCode == 0 {
+		t.Errorf("/proc/sys/kernel/shm_rmid_forced readable (%q): runsc applies sysctls now, update docs/compatibility.md", r.Stdout)
+	}
+	warned := false
+	for _, l := range e.c.LogGrep("runsc does not apply linux.sysctl") {
+		if strings.Contains(l, "id="+p.id) && strings.Contains(l, "kernel.shm_rmid_forced") && strings.Contains(l, "fs.mqueue.msg_max") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no shim warning naming the pod's sandbox %s and its ignored sysctls in the containerd log", p.id)
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRISIGTERMShellPID1: StopContainer (grace period 5s) of a container
+// whose PID 1 is a shell without a SIGTERM handler: under runc PID 1
+// ignores SIGTERM and is killed after the grace period (137); under runsc
+// it exits at once with 143 (TestCompatRawSIGTERMShellInit: runsc does).
+func (e *criEnv) testCRISIGTERMShellPID1(t *testing.T) {
+	for _, h := range []string{harness.HandlerRunsc, harness.HandlerRunc} {
+		p := e.runPod(t, "sigterm-"+h, h, nil)
+		id := p.start(t, criContainer{name: "shell", command: []string{"sh", "-c", "while :; do sleep 1; done"}})
+		start := time.Now()
+		if _, err := e.c.Runtime.StopContainer(criCtx(t), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
+			t.Fatalf("StopContainer %s: %v", id, err)
+		}
+		took := time.Since(start)
+		st := p.status(t, id)
+		t.Logf("handler %s: StopContainer took %v, exit code %d", h, took.Round(time.Millisecond), st.GetExitCode())
+		switch h {
+		case harness.HandlerRunsc:
+			if st.GetExitCode() != 143 || took > 4*time.Second {
+				t.Errorf("runsc: exit code %d after %v, want 143 before the 5s grace period ended", st.GetExitCode(), took)
+			}
+		default:
+			if st.GetExitCode() != 137 || took < 5*time.Second {
+				t.Errorf("runc: exit code %d after %v, want 137 after the 5s grace period", st.GetExitCode(), took)
+			}
+		}
+		p.stopRemove(t, true)
+	}
+}
+
+// testCRIReadonlyRootfs: readOnlyRootFilesystem: writes to the rootfs fail
+// with EROFS, volumes (here the /dev/shm and /etc/hosts mounts) stay as
+// they are.
+func (e *criEnv) testCRIReadonlyRootfs(t *testing.T) {
+	p := e.runPod(t, "rorootfs", harness.HandlerRunsc, nil)
+	id := p.start(t, criContainer{name: "ro", command: []string{"sleep", "100000"},
+		mutate: func(cc *runtimeapi.ContainerConfig) { cc.Linux.SecurityContext.ReadonlyRootfs = true }})
+	r := p.exec(t, id, "sh", "-c", "touch /new 2>&1; touch /dev/shm/new && echo shm-writable")
+	got := strings.TrimSpace(string(r.Stdout))
+	if want := "touch: /new: Read-only file system\nshm-writable"; got != want {
+		t.Errorf("read-only rootfs: %q, want %q", got, want)
+	}
+	p.stopRemove(t, true)
+}
+
+// testCRIHostPID: hostPID: the pod runs, but the container sees only the
+// sandbox's processes, never the host's: the Sentry has its own PID
+// namespace (runsc).
+func (e *criEnv) testCRIHostPID(t *testing.T) {
+	p := e.runPod(t, "hostpid", harness.HandlerRunsc, func(cfg *runtimeapi.PodSandboxConfig) {
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+	})
+	id := p.start(t, criContainer{name: "hostpid", command: []string{"sleep", "100003"}})
+	out := p.execOK(t, id, "ps", "-o", "pid,args")
+	n := len(strings.Split(strings.TrimSpace(out), "\n")) - 1
+	t.Logf("hostPID container sees %d processes:\n%s", n, out)
+	if strings.Contains(out, "containerd") || n > 5 {
+		t.Errorf("hostPID: the container sees host processes (%d):\n%s", n, out)
+	}
+	if !strings.Contains(out, "sleep 100003") {
+		t.Errorf("hostPID: the container does not see its own process:\n%s", out)
+	}
+	p.stopRemove(t, true)
+}

@@ -1,0 +1,103 @@
+package shim
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
+)
+
+func TestSandboxOverheadConfig(t *testing.T) {
+	def, err := parseConfig([]byte(""), "runsc.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := def.SandboxOverhead(); got != DefaultSandboxOverheadMiB<<20 {
+		t.Errorf("default overhead %d, want %d MiB", got, DefaultSandboxOverheadMiB)
+	}
+	if got := (*Config)(nil).SandboxOverhead(); got != DefaultSandboxOverheadMiB<<20 {
+		t.Errorf("nil config overhead %d, want the default", got)
+	}
+	c, err := parseConfig([]byte("sandbox_overhead_mib = 48\n"), "runsc.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ForID("x").SandboxOverhead(); got != 48<<20 {
+		t.Errorf("sandbox_overhead_mib = 48: overhead %d bytes", got)
+	}
+	c, err = parseConfig([]byte("sandbox_overhead_mib = 0\n"), "runsc.toml")
+	if err != nil || c.SandboxOverhead() != 0 {
+		t.Errorf("sandbox_overhead_mib = 0: %v, %v", c, err)
+	}
+	for _, bad := range []string{"sandbox_overhead_mib = -1\n", "sandbox_overhead_mib = 100000000\n", "sandbox_overhead_mib = \"20\"\n"} {
+		_, err := parseConfig([]byte(bad), "runsc.toml")
+		if err == nil || !strings.Contains(err.Error(), "sandbox_overhead_mib") {
+			t.Errorf("%q: error %v, want one naming sandbox_overhead_mib", bad, err)
+		}
+	}
+}
+
+func TestPodResourcesOverhead(t *testing.T) {
+	lim := func(mib int64) *specs.LinuxResources {
+		v := mib << 20
+		return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &v}}
+	}
+	for _, tc := range []struct {
+		name       string
+		containers map[string]*specs.LinuxResources
+		overhead   int64
+		want       int64
+	}{
+		{"one container", map[string]*specs.LinuxResources{"a": lim(15)}, 20 << 20, 35 << 20},
+		{"two containers", map[string]*specs.LinuxResources{"a": lim(15), "b": lim(100)}, 20 << 20, 135 << 20},
+		{"zero overhead", map[string]*specs.LinuxResources{"a": lim(15)}, 0, 15 << 20},
+		{"a container without limit", map[string]*specs.LinuxResources{"a": lim(15), "b": {}}, 20 << 20, -1},
+		{"no container", map[string]*specs.LinuxResources{}, 20 << 20, -1},
+	} {
+		got := podResources(tc.containers, tc.overhead)
+		if *got.Memory.Limit != tc.want {
+			t.Errorf("%s: sandbox memory limit %d, want %d", tc.name, *got.Memory.Limit, tc.want)
+		}
+	}
+}
+
+func TestCompatFlags(t *testing.T) {
+	current := runsc.NewFeatures("/runsc", "current", []string{"oci-seccomp", "allow-suid", "network"}, nil)
+	old := runsc.NewFeatures("/runsc", "old", []string{"oci-seccomp", "network"}, nil)
+	bare := runsc.NewFeatures("/runsc", "bare", []string{"network"}, nil)
+	withSeccomp := &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}, Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}}}
+	mayEscalate := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
+	for _, tc := range []struct {
+		name string
+		cfg  *Config
+		f    *runsc.Features
+		spec *specs.Spec
+		want string
+	}{
+		{"seccomp, current", &Config{}, current, withSeccomp, "--oci-seccomp --allow-suid"},
+		{"seccomp, old", &Config{}, old, withSeccomp, "--oci-seccomp"},
+		{"seccomp, no flag", &Config{}, bare, withSeccomp, ""},
+		{"seccomp set in runsc_config", &Config{RunscConfig: map[string]string{"oci-seccomp": "false"}}, old, withSeccomp, ""},
+		{"no_new_privs off, current", &Config{}, current, mayEscalate, "--allow-suid"},
+		{"no_new_privs off, runsc without allow-suid", &Config{}, old, mayEscalate, ""},
+		{"allow-suid set in runsc_config", &Config{RunscConfig: map[string]string{"allow-suid": "false"}}, current, mayEscalate, ""},
+		{"both", &Config{}, current, &specs.Spec{Process: &specs.Process{}, Linux: withSeccomp.Linux}, "--oci-seccomp --allow-suid"},
+		{"no_new_privs on (a pause container), current", &Config{}, current, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, "--allow-suid"},
+		{"neither", &Config{}, old, &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}, ""},
+	} {
+		got := strings.Join(compatFlags(context.Background(), "c1", tc.cfg, tc.f, tc.spec), " ")
+		if got != tc.want {
+			t.Errorf("%s: flags %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestWarnIgnoredSpec(t *testing.T) {
+	// Only logs; must not panic on partial specs.
+	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{})
+	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{
+		"kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 0"}}})
+}
