@@ -35,6 +35,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/shim"
 )
 
 // Environment set by `make test-systemd`.
@@ -278,9 +279,10 @@ func (e *env) testPodInScope(t *testing.T) {
 	}
 
 	id := p.start(t, "limited", []string{"sh", "-c", "while :; do :; done"}, 128*mib)
-	wantLimit := strconv.Itoa((128 + 64) * mib)
+	overhead := shim.DefaultSandboxOverheadMiB
+	wantLimit := strconv.Itoa((128 + overhead) * mib)
 	if got := readLimit(t, want); got != wantLimit {
-		t.Errorf("scope's memory limit with one 128 MiB container: %s, want %s (its limit + 64 MiB)", got, wantLimit)
+		t.Errorf("scope's memory limit with one 128 MiB container: %s, want %s (its limit + %d MiB)", got, wantLimit, overhead)
 	}
 	prop := "MemoryLimit"
 	if cgroups.Mode() == cgroups.Unified {
@@ -341,7 +343,7 @@ func (e *env) testPodInScope(t *testing.T) {
 		ContainerId: id, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 * mib}}); err != nil {
 		t.Fatalf("UpdateContainerResources to 96 MiB: %v", err)
 	}
-	wantLimit = strconv.Itoa((96 + 64) * mib)
+	wantLimit = strconv.Itoa((96 + overhead) * mib)
 	if got, prop := readLimit(t, want), unitProperty(t, p.unit(), prop); got != wantLimit || prop != wantLimit {
 		t.Errorf("scope after updating the container to 96 MiB: memory limit %s, unit property %s, want %s", got, prop, wantLimit)
 	}
