@@ -45,9 +45,12 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 
 // checkpointConfig reads the request's options (the runc shim's
 // containerd.runc.v1.CheckpointOptions, which ctr and CRI send). The fields
-// that tune CRIU have no meaning for runsc, which saves the whole sandbox
-// (its open connections, sockets, terminal, locks and cgroups included):
-// they are refused rather than silently ignored.
+// that ask CRIU for something runsc does not do (allow open TCP
+// connections, external unix sockets, a terminal; empty namespaces; a
+// cgroups mode; a parent image) are refused rather than silently ignored.
+// file_locks is accepted: the sandbox's file locks live in its kernel and
+// are always saved with it, and containerd's container.Checkpoint (`ctr
+// containers checkpoint`) always sets it.
 func checkpointConfig(r *taskAPI.CheckpointTaskRequest) (proc.CheckpointConfig, error) {
 	cfg := proc.CheckpointConfig{ImagePath: r.Path}
 	if r.Options != nil && r.Options.GetTypeUrl() != "" {
@@ -67,7 +70,6 @@ func checkpointConfig(r *taskAPI.CheckpointTaskRequest) (proc.CheckpointConfig, 
 			{"open_tcp", o.OpenTcp},
 			{"external_unix_sockets", o.ExternalUnixSockets},
 			{"terminal", o.Terminal},
-			{"file_locks", o.FileLocks},
 			{"empty_namespaces", len(o.EmptyNamespaces) > 0},
 			{"cgroups_mode", o.CgroupsMode != ""},
 			{"parent_path", o.ParentPath != ""},
@@ -77,7 +79,7 @@ func checkpointConfig(r *taskAPI.CheckpointTaskRequest) (proc.CheckpointConfig, 
 			}
 		}
 		if len(bad) > 0 {
-			return cfg, fmt.Errorf("checkpoint options %s do not apply to gVisor (runsc saves the whole sandbox; they tune CRIU): %w",
+			return cfg, fmt.Errorf("checkpoint options %s do not apply to gVisor (they tune CRIU; runsc saves the whole sandbox as it is): %w",
 				strings.Join(bad, ", "), errdefs.ErrInvalidArgument)
 		}
 		cfg.Exit = o.Exit

@@ -71,9 +71,9 @@ func TestCheckpointOptionsRefused(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("c1", "")
 	e.start("c1")
-	_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, "c1", t.TempDir(), &options.CheckpointOptions{OpenTcp: true, FileLocks: true, CgroupsMode: "soft"}))
+	_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, "c1", t.TempDir(), &options.CheckpointOptions{OpenTcp: true, FileLocks: true, Terminal: true, CgroupsMode: "soft"}))
 	wantKind(t, err, errdefs.IsInvalidArgument, "InvalidArgument")
-	if !strings.Contains(err.Error(), "open_tcp, file_locks, cgroups_mode do not apply") {
+	if !strings.Contains(err.Error(), "open_tcp, terminal, cgroups_mode do not apply") {
 		t.Fatalf("error does not name the fields: %v", err)
 	}
 	if strings.Contains(e.calls(), "checkpoint") {
