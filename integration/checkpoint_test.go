@@ -214,6 +214,51 @@ func TestCheckpoint(t *testing.T) {
 			e.killAndDelete(ctx, t, orig.container, orig.task, orig.shimAddr)
 		})
 
+		// What `ctr containers checkpoint --task --image` and `ctr
+		// containers restore --live` do: the checkpoint holds the
+		// container's image, runtime and spec, and leaves it running.
+		t.Run("container-checkpoint-restore", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(d.Context(context.Background()), taskTimeout)
+			defer cancel()
+			orig := e.start(ctx, t, e.id("ckpt-ctr"), counterLoop)
+			waitCount(ctx, t, "original", orig.stdout, 3)
+			ref := "example.com/checkpoint/" + orig.id + ":1"
+			img, err := orig.container.Checkpoint(ctx, ref, client.WithCheckpointImage, client.WithCheckpointTask, client.WithCheckpointRuntime)
+			if !features.CheckpointsInPlace() {
+				want := features.String() + " cannot checkpoint a sandbox and leave it running"
+				if err == nil || !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("container checkpoint with %s: error %v, want NotImplemented %q", features, err, want)
+				}
+				e.killAndDelete(ctx, t, orig.container, orig.task, orig.shimAddr)
+				return
+			}
+			if err != nil {
+				t.Fatalf("container checkpoint: %v", err)
+			}
+			t.Cleanup(func() { _ = d.Client.ImageService().Delete(context.WithoutCancel(ctx), ref) })
+			id := e.id("ckpt-ctr-r")
+			harness.LogOnFailure(t, d, id)
+			c, err := d.Client.Restore(ctx, id, img, client.WithRestoreImage, client.WithRestoreSpec, client.WithRestoreRuntime)
+			if err != nil {
+				t.Fatalf("restore container: %v", err)
+			}
+			t.Cleanup(func() { e.remove(t, id) })
+			var out harness.Buffer
+			task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)), client.WithTaskCheckpoint(img))
+			if err != nil {
+				t.Fatalf("NewTask from checkpoint: %v", err)
+			}
+			addr, _ := d.ShimAddress(id)
+			if err := task.Start(ctx); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			if got := waitCount(ctx, t, "restored", &out, 1); got[0] <= 1 {
+				t.Errorf("restored counter starts at %d, want the checkpoint's count", got[0])
+			}
+			e.killAndDelete(ctx, t, c, task, addr)
+			e.killAndDelete(ctx, t, orig.container, orig.task, orig.shimAddr)
+		})
+
 		t.Run("corrupt-image", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(d.Context(context.Background()), taskTimeout)
 			defer cancel()
