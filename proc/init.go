@@ -309,6 +309,10 @@ type CheckpointConfig struct {
 	Exit bool
 }
 
+// CheckpointsPaused reports whether the container's runsc can checkpoint
+// it while it is paused.
+func (p *Init) CheckpointsPaused() bool { return p.cfg.Runsc.Features.CheckpointsInPlace() }
+
 // Checkpoint saves the container's sandbox (runsc checkpoints the whole
 // sandbox) into a checkpoint image. With Exit, the sandbox stops and its
 // exit comes, as any exit, from the reaper.
@@ -325,11 +329,7 @@ func (p *Init) Checkpoint(ctx context.Context, cfg CheckpointConfig) error {
 			"checkpoint with exit (ctr: --exit), or use a newer runsc: %w", rs.Features, errdefs.ErrNotImplemented)
 	}
 	if st == Paused && !inPlace {
-		// This runsc fails to checkpoint a paused sandbox; containerd
-		// pauses it around a checkpoint, and resumes it after.
-		if err := p.Resume(ctx); err != nil {
-			return fmt.Errorf("resume the paused container before runsc checkpoint (%s cannot checkpoint a paused sandbox): %w", rs.Features, err)
-		}
+		return fmt.Errorf("runsc checkpoint: %s cannot checkpoint a paused sandbox (resume it first): %w", rs.Features, errdefs.ErrFailedPrecondition)
 	}
 	return rs.Checkpoint(ctx, p.cfg.ID, &runsc.CheckpointOpts{
 		ImagePath:    cfg.ImagePath,

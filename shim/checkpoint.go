@@ -6,8 +6,10 @@ import (
 	"os"
 	"strings"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
@@ -35,6 +37,15 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	}
 	if err := os.MkdirAll(cfg.ImagePath, 0o700); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: create image directory: %w", r.ID, err))
+	}
+	if cfg.Exit && c.init.Status() == proc.Paused && !c.init.CheckpointsPaused() {
+		// containerd pauses a task around task.Checkpoint; this runsc
+		// cannot checkpoint a paused sandbox. It runs again for the
+		// moment runsc needs to stop it, as a resumed task.
+		if err := c.init.Resume(ctx); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("checkpoint %q: resume it first (its runsc cannot checkpoint a paused sandbox): %w", r.ID, err))
+		}
+		s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("image", cfg.ImagePath).WithField("exit", cfg.Exit).Info("checkpoint")
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {

@@ -135,3 +135,22 @@ func TestRestoreFailureLeavesNothing(t *testing.T) {
 		t.Error("init.pid left in the bundle")
 	}
 }
+
+func TestCheckpointExitOfPausedResumesFirst(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("c1", "")
+	e.start("c1")
+	if _, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The fake's runsc cannot checkpoint a paused sandbox (no dated version).
+	if _, err := e.s.Checkpoint(e.ctx, checkpointReq(t, "c1", t.TempDir(), &options.CheckpointOptions{Exit: true})); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	calls := e.calls()
+	if r, c := strings.Index(calls, "resume c1+"), strings.Index(calls, "checkpoint "); r < 0 || c < r {
+		t.Fatalf("want resume before checkpoint; calls:\n%s", calls)
+	}
+	e.waitEvents("c1", "create c1", "start c1", "paused c1", "resumed c1", "exit c1 143")
+	e.killAll()
+}
