@@ -135,6 +135,7 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		Spec:         spec,
 		Subcontainer: subcontainer,
 		Cgroup:       sandboxCg,
+		Checkpoint:   r.Checkpoint,
 	})
 	var res *specs.LinuxResources
 	if spec.Linux != nil {

@@ -240,10 +240,6 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if err := validateID("container", r.ID); err != nil {
 		return nil, errToTTRPC(err)
 	}
-	if r.Checkpoint != "" {
-		return nil, errToTTRPC(fmt.Errorf("create %q from checkpoint %q: restoring a checkpoint is not supported by %s: %w",
-			r.ID, r.Checkpoint, RuntimeName, errdefs.ErrNotImplemented))
-	}
 	if err := s.reserve(r.ID); err != nil {
 		return nil, errToTTRPC(err)
 	}
@@ -262,6 +258,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	// sandbox that dies at once) is published after it.
 	c.lifecycle.Lock()
 	defer c.lifecycle.Unlock()
+	if r.Checkpoint != "" && c.init.Subcontainer() {
+		return nil, errToTTRPC(fmt.Errorf("create %q from checkpoint %q: it would join gVisor sandbox %q, and runsc restores only a whole sandbox: %w",
+			r.ID, r.Checkpoint, c.sandboxID, errdefs.ErrFailedPrecondition))
+	}
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
 	}
@@ -631,10 +631,6 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 		}
 	}
 	return empty, nil
-}
-
-func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, errToTTRPC(fmt.Errorf("checkpoint: %w", errdefs.ErrNotImplemented))
 }
 
 func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {

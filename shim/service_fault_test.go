@@ -666,18 +666,6 @@ func TestInvalidIDsRejected(t *testing.T) {
 	}
 }
 
-func TestCreateFromCheckpointRefused(t *testing.T) {
-	e := newFaultEnv(t)
-	req := e.createReq("c1", "")
-	req.Checkpoint = t.TempDir()
-	_, err := e.s.Create(e.ctx, req)
-	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented")
-	if e.calls() != "" {
-		t.Fatalf("runsc ran for a refused restore:\n%s", e.calls())
-	}
-	e.noneLeft()
-}
-
 func TestPauseOfPodMemberRefused(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("pod", "")

@@ -1,0 +1,106 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/proc"
+)
+
+// Checkpoint saves a container's sandbox into a checkpoint image with
+// `runsc checkpoint`. runsc checkpoints a whole sandbox, so only a container
+// that is alone in the sandbox it started can be checkpointed. The
+// container keeps running unless the options ask for Exit; then its exit is
+// reported as any other.
+func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, errToTTRPC(err)
+	}
+	cfg, err := checkpointConfig(r)
+	if err != nil {
+		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: %w", r.ID, err))
+	}
+	if err := s.checkWholeSandbox(c, "checkpoint"); err != nil {
+		return nil, errToTTRPC(err)
+	}
+	if err := os.MkdirAll(cfg.ImagePath, 0o700); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: create image directory: %w", r.ID, err))
+	}
+	if cfg.Exit && c.init.Status() == proc.Paused && !c.init.CheckpointsPaused() {
+		// containerd pauses a task around task.Checkpoint; this runsc
+		// cannot checkpoint a paused sandbox. It runs again for the
+		// moment runsc needs to stop it, as a resumed task.
+		if err := c.init.Resume(ctx); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("checkpoint %q: resume it first (its runsc cannot checkpoint a paused sandbox): %w", r.ID, err))
+		}
+		s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
+	}
+	log.G(ctx).WithField("id", r.ID).WithField("image", cfg.ImagePath).WithField("exit", cfg.Exit).Info("checkpoint")
+	if err := c.init.Checkpoint(ctx, cfg); err != nil {
+		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: %w", r.ID, err))
+	}
+	return empty, nil
+}
+
+// checkpointConfig reads the request's options (the runc shim's
+// containerd.runc.v1.CheckpointOptions, which ctr and CRI send). The fields
+// that ask CRIU for something runsc does not do (allow open TCP
+// connections, external unix sockets, a terminal; empty namespaces; a
+// cgroups mode; a parent image) are refused rather than silently ignored.
+// file_locks is accepted: the sandbox's file locks live in its kernel and
+// are always saved with it, and containerd's container.Checkpoint (`ctr
+// containers checkpoint`) always sets it.
+func checkpointConfig(r *taskAPI.CheckpointTaskRequest) (proc.CheckpointConfig, error) {
+	cfg := proc.CheckpointConfig{ImagePath: r.Path}
+	if r.Options != nil && r.Options.GetTypeUrl() != "" {
+		v, err := typeurl.UnmarshalAny(r.Options)
+		if err != nil {
+			return cfg, fmt.Errorf("decode checkpoint options %s: %v: %w", r.Options.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+		}
+		o, ok := v.(*options.CheckpointOptions)
+		if !ok {
+			return cfg, fmt.Errorf("checkpoint options of type %s: want containerd.runc.v1.CheckpointOptions: %w", r.Options.GetTypeUrl(), errdefs.ErrInvalidArgument)
+		}
+		var bad []string
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"open_tcp", o.OpenTcp},
+			{"external_unix_sockets", o.ExternalUnixSockets},
+			{"terminal", o.Terminal},
+			{"empty_namespaces", len(o.EmptyNamespaces) > 0},
+			{"cgroups_mode", o.CgroupsMode != ""},
+			{"parent_path", o.ParentPath != ""},
+		} {
+			if f.set {
+				bad = append(bad, f.name)
+			}
+		}
+		if len(bad) > 0 {
+			return cfg, fmt.Errorf("checkpoint options %s do not apply to gVisor (they tune CRIU; runsc saves the whole sandbox as it is): %w",
+				strings.Join(bad, ", "), errdefs.ErrInvalidArgument)
+		}
+		cfg.Exit = o.Exit
+		cfg.WorkPath = o.WorkPath
+		if o.ImagePath != "" {
+			cfg.ImagePath = o.ImagePath
+		}
+	}
+	if cfg.ImagePath == "" {
+		return cfg, fmt.Errorf("no checkpoint image path (neither the request's path nor the options' image_path): %w", errdefs.ErrInvalidArgument)
+	}
+	return cfg, nil
+}
