@@ -55,7 +55,7 @@ const (
 // opTimeout bounds one measured operation.
 const opTimeout = 90 * time.Second
 
-var allSections = []string{"lifecycle", "cri", "exec", "density", "argv", "runscs"}
+var allSections = []string{"lifecycle", "cri", "exec", "density", "argv", "runscs", "checkpoint"}
 
 type options struct {
 	versions    []string
@@ -167,20 +167,21 @@ type Meta struct {
 
 // DaemonReport is everything measured against one containerd.
 type DaemonReport struct {
-	Version    string           `json:"containerd"`
-	Binary     string           `json:"binary"`
-	Full       string           `json:"containerd_version"`
-	Lifecycle  *LifecycleReport `json:"lifecycle,omitempty"`
-	CRI        *CRIReport       `json:"cri,omitempty"`
-	CRISkipped string           `json:"cri_skipped,omitempty"`
-	Exec       *ExecReport      `json:"exec,omitempty"`
-	Density    []*DensityReport `json:"density,omitempty"`
-	Argv       *ArgvReport      `json:"runsc_calls,omitempty"`
-	Runscs     *RunscsReport    `json:"runscs,omitempty"`
-	Timeline   *TimelineReport  `json:"timeline,omitempty"`
-	Targets    []Target         `json:"targets"`
-	Errors     []string         `json:"errors,omitempty"`
-	Notes      []string         `json:"notes,omitempty"`
+	Version    string            `json:"containerd"`
+	Binary     string            `json:"binary"`
+	Full       string            `json:"containerd_version"`
+	Lifecycle  *LifecycleReport  `json:"lifecycle,omitempty"`
+	CRI        *CRIReport        `json:"cri,omitempty"`
+	CRISkipped string            `json:"cri_skipped,omitempty"`
+	Exec       *ExecReport       `json:"exec,omitempty"`
+	Density    []*DensityReport  `json:"density,omitempty"`
+	Argv       *ArgvReport       `json:"runsc_calls,omitempty"`
+	Runscs     *RunscsReport     `json:"runscs,omitempty"`
+	Checkpoint *CheckpointReport `json:"checkpoint,omitempty"`
+	Timeline   *TimelineReport   `json:"timeline,omitempty"`
+	Targets    []Target          `json:"targets"`
+	Errors     []string          `json:"errors,omitempty"`
+	Notes      []string          `json:"notes,omitempty"`
 }
 
 // Target is one PASS/FAIL line.
@@ -510,6 +511,10 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 	})
 	section("argv", func() (err error) {
 		dr.Argv, err = e.argvBench(ctx, argv, cri)
+		return err
+	})
+	section("checkpoint", func() (err error) {
+		dr.Checkpoint, err = e.checkpointBench(ctx)
 		return err
 	})
 	section("runscs", func() (err error) {

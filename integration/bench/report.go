@@ -205,6 +205,15 @@ func printMarkdown(w io.Writer, r *Report) {
 				fmt.Fprintf(w, "| %s | **total** (%d runs)%s | **%s** |\n", l.Name, l.Runs, consistent, countList(l.Total))
 			}
 		}
+		if ck := d.Checkpoint; ck != nil {
+			fmt.Fprintf(w, "\n### 7. Checkpoint and restore\n\n")
+			fmt.Fprintf(w, "Through containerd's client: cold start = NewContainer + NewTask + Start; checkpoint = task Checkpoint with exit (image into the content store); restore = NewContainer + NewTask from the image + Start.\n\n")
+			fmt.Fprintf(w, "| container | cold start p50 | checkpoint p50 | p95 | restore p50 | p95 | image MiB |\n|---|---:|---:|---:|---:|---:|---:|\n")
+			for _, k := range ck.Kinds {
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.1f |\n", k.Name, fmtMs(k.ColdStart.P50),
+					fmtMs(k.Checkpoint.P50), fmtMs(k.Checkpoint.P95), fmtMs(k.Restore.P50), fmtMs(k.Restore.P95), float64(k.ImageBytes)/(1<<20))
+			}
+		}
 		if rs := d.Runscs; rs != nil {
 			fmt.Fprintf(w, "\n### 6. runsc generations and platforms\n\n")
 			fmt.Fprintf(w, "The same work under each runsc, variants interleaved: start-to-exit of `true` through this shim (as in 1) and under `runsc run`, exec of `true` through this shim, and the host memory of one idle container (its sandbox and gofer processes).\n\n")
