@@ -444,6 +444,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		// Still served: a retry deletes it.
 		return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
 	}
+	if c.init.Subcontainer() {
+		// A member deleted after its (killed) sandbox: its `runsc delete`
+		// locked the sandbox's state too and can leave that lock behind
+		// once the sandbox's own delete has removed everything else.
+		c.runsc.RemoveStaleLocks(c.sandboxID)
+	}
 	s.leavePod(c)
 	s.mu.Lock()
 	delete(s.containers, r.ID)
