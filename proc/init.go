@@ -199,14 +199,7 @@ func (p *Init) createOrRestore(ctx context.Context, opts *runsc.CreateOpts) erro
 	if p.cfg.Checkpoint == "" {
 		return p.cfg.Runsc.Create(ctx, p.cfg.ID, opts)
 	}
-	return p.cfg.Runsc.Restore(ctx, p.cfg.ID, &runsc.RestoreOpts{
-		ImagePath:     p.cfg.Checkpoint,
-		PidFile:       opts.PidFile,
-		ConsoleSocket: opts.ConsoleSocket,
-		IO:            opts.IO,
-		UserLog:       opts.UserLog,
-		Place:         opts.Place,
-	})
+	return p.cfg.Runsc.Restore(ctx, p.cfg.ID, &runsc.RestoreOpts{ImagePath: p.cfg.Checkpoint, CreateOpts: *opts})
 }
 
 // Restored reports whether the container was restored from a checkpoint.

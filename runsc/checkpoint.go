@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-
-	runc "github.com/containerd/go-runc"
 )
 
 // CheckpointOpts are the options of `runsc checkpoint`.
@@ -47,16 +45,9 @@ type RestoreOpts struct {
 	ImagePath string
 	// WorkPath is runsc's --work-path, if set.
 	WorkPath string
-	// PidFile receives the pid of the restored sandbox.
-	PidFile string
-	// ConsoleSocket receives the pty master when the spec asks for a terminal.
-	ConsoleSocket runc.ConsoleSocket
-	// IO is handed to runsc restore; the sandbox inherits it.
-	IO runc.IO
-	// UserLog is runsc's --user-log.
-	UserLog string
-	// Place is as in CreateOpts.
-	Place func(pid int) error
+	// CreateOpts are as for create: PidFile receives the pid of the
+	// restored sandbox, IO is handed to runsc restore, Place holds it.
+	CreateOpts
 }
 
 func (o *RestoreOpts) args(bundle string) []string {
@@ -64,16 +55,7 @@ func (o *RestoreOpts) args(bundle string) []string {
 	if o.WorkPath != "" {
 		args = append(args, "--work-path="+o.WorkPath)
 	}
-	if o.PidFile != "" {
-		args = append(args, "--pid-file="+o.PidFile)
-	}
-	if o.ConsoleSocket != nil {
-		args = append(args, "--console-socket="+o.ConsoleSocket.Path())
-	}
-	if o.UserLog != "" {
-		args = append(args, "--user-log="+o.UserLog)
-	}
-	return args
+	return append(args, o.ioArgs()...)
 }
 
 // Restore runs `runsc restore --detach`: the container id is created from

@@ -20,7 +20,7 @@ func TestCheckpointOptsArgs(t *testing.T) {
 }
 
 func TestRestoreOptsArgs(t *testing.T) {
-	o := &RestoreOpts{ImagePath: "/img", PidFile: "/b/init.pid", UserLog: "/u"}
+	o := &RestoreOpts{ImagePath: "/img", CreateOpts: CreateOpts{PidFile: "/b/init.pid", UserLog: "/u"}}
 	got := o.args("/b")
 	want := []string{"--bundle=/b", "--image-path=/img", "--detach", "--pid-file=/b/init.pid", "--user-log=/u"}
 	if !reflect.DeepEqual(got, want) {

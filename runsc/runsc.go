@@ -333,7 +333,13 @@ type CreateOpts struct {
 }
 
 func (o *CreateOpts) args(bundle string) []string {
-	args := []string{"--bundle=" + bundle}
+	return append([]string{"--bundle=" + bundle}, o.ioArgs()...)
+}
+
+// ioArgs are the flags of the created container's pid file, console and
+// user log (create and restore share them).
+func (o *CreateOpts) ioArgs() []string {
+	var args []string
 	if o.PidFile != "" {
 		args = append(args, "--pid-file="+o.PidFile)
 	}
