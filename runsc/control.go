@@ -92,46 +92,13 @@ func dialControl(ctx context.Context, addr string) (net.Conn, error) {
 // used (fall back to `runsc wait`), ErrControlLost when the sandbox went
 // away during the wait.
 func (r *Runsc) ControlWait(ctx context.Context, id, sid string, ready func()) (int, error) {
-	addr, err := r.controlSocket(r.ID(sid))
-	if err != nil {
-		return -1, err
-	}
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := dialControl(dctx, addr)
-	cancel()
-	if err != nil {
-		return -1, fmt.Errorf("%w: connect %s: %v", ErrNoControlSocket, addr, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	call := struct {
-		Method string `json:"method"`
-		Arg    string `json:"arg"`
-	}{contMgrWait, r.ID(id)}
-	if err := json.NewEncoder(conn).Encode(&call); err != nil {
-		return -1, fmt.Errorf("%w: send to %s: %v", ErrNoControlSocket, addr, err)
-	}
-	if ready != nil {
-		ready()
-	}
-	var res struct {
-		Success bool            `json:"success"`
-		Err     string          `json:"err"`
-		Result  json.RawMessage `json:"result"`
-	}
-	if err := json.NewDecoder(conn).Decode(&res); err != nil {
+	var ws uint32
+	// No deadline: the call returns when the container exits.
+	if err := r.controlCall(ctx, sid, contMgrWait, r.ID(id), &ws, 0, ready); err != nil {
 		if ctx.Err() != nil {
 			return -1, ctx.Err()
 		}
-		return -1, fmt.Errorf("runsc wait (control socket %s) %s: %w: %v", addr, r.ID(id), ErrControlLost, err)
-	}
-	if !res.Success {
-		return -1, fmt.Errorf("runsc wait (control socket %s) %s: %s", addr, r.ID(id), res.Err)
-	}
-	var ws uint32
-	if err := json.Unmarshal(res.Result, &ws); err != nil {
-		return -1, fmt.Errorf("%w: %s answered %s: %v", ErrNoControlSocket, addr, res.Result, err)
+		return -1, err
 	}
 	return exitStatus(syscall.WaitStatus(ws)), nil
 }
@@ -153,21 +120,27 @@ var controlUnsupported sync.Map
 var controlEventNoArg sync.Map
 
 // controlCall makes one urpc call to sandbox sid's control server.
-func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result any) error {
+func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result any, timeout time.Duration, sent func()) error {
 	addr, err := r.controlSocket(r.ID(sid))
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := dialControl(ctx, addr)
+	what := method
+	if arg != nil {
+		what = fmt.Sprintf("%s %v", method, arg)
+	}
+	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
+	conn, err := dialControl(dctx, addr)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("%w: connect %s: %v", ErrNoControlSocket, addr, err)
 	}
 	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
+	if timeout > 0 {
+		_ = conn.SetDeadline(time.Now().Add(timeout))
 	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	call := struct {
 		Method string `json:"method"`
 		Arg    any    `json:"arg"`
@@ -175,22 +148,32 @@ func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result
 	if err := json.NewEncoder(conn).Encode(&call); err != nil {
 		return fmt.Errorf("%w: send to %s: %v", ErrNoControlSocket, addr, err)
 	}
+	if sent != nil {
+		sent()
+	}
 	var res struct {
 		Success bool            `json:"success"`
 		Err     string          `json:"err"`
 		Result  json.RawMessage `json:"result"`
 	}
 	if err := json.NewDecoder(conn).Decode(&res); err != nil {
-		return fmt.Errorf("%s (control socket %s): %w: %v", method, addr, ErrControlLost, err)
+		return fmt.Errorf("%s (control socket %s): %w: %v", what, addr, ErrControlLost, err)
 	}
 	if !res.Success {
-		return fmt.Errorf("%s (control socket %s): %s", method, addr, res.Err)
+		return fmt.Errorf("%s (control socket %s): %s", what, addr, res.Err)
 	}
 	if err := json.Unmarshal(res.Result, result); err != nil {
 		return fmt.Errorf("%w: %s answered %.200s: %v", ErrNoControlSocket, addr, res.Result, err)
 	}
 	return nil
 }
+
+// controlDialTimeout bounds connecting to a control socket; controlTimeout
+// bounds a call that answers at once (not a wait).
+const (
+	controlDialTimeout = 5 * time.Second
+	controlTimeout     = 10 * time.Second
+)
 
 // ControlStats is `runsc events --stats <id>` through sandbox sid's control
 // socket, without starting runsc: the Sentry's accounting of the container.
@@ -213,11 +196,11 @@ func (r *Runsc) ControlStats(ctx context.Context, id, sid string, hostCPU uint64
 	if _, sandboxWide := controlEventNoArg.Load(r.command()); sandboxWide {
 		arg = nil
 	}
-	err := r.controlCall(ctx, sid, contMgrEvent, arg, &out)
+	err := r.controlCall(ctx, sid, contMgrEvent, arg, &out, controlTimeout, nil)
 	if err != nil && arg != nil && strings.Contains(err.Error(), "into Go value of type struct {}") {
 		controlEventNoArg.Store(r.command(), true)
 		arg = nil
-		err = r.controlCall(ctx, sid, contMgrEvent, arg, &out)
+		err = r.controlCall(ctx, sid, contMgrEvent, arg, &out, controlTimeout, nil)
 	}
 	if err != nil {
 		if errors.Is(err, ErrNoControlSocket) || errors.Is(err, ErrControlLost) {
