@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
 )
 
 // The TestCompatRaw* tests measure, with the raw runsc under test on an
@@ -573,4 +576,119 @@ func TestCompatRawSIGTERMShellInit(t *testing.T) {
 		<-done
 		r.want(t, "exits on SIGTERM within 10s", false, map[runscGen]any{gen2022: true, genCurrent: true})
 	}
+}
+
+// TestCompatRawDevices: host devices in linux.devices with their cgroup
+// rules, as containerd writes CRI ContainerConfig.Devices entries (what a
+// device plugin returns): host /dev/zero (char 1:5) as /dev/mydev and
+// /dev/loop-control (char 10:237) as /dev/myloop. Under runc both appear
+// and work (runcRun). runsc 20221219 creates neither; current runsc
+// creates both nodes, but they are gVisor's own devices by number: 1:5 is
+// its emulated /dev/zero, 10:237 has no driver in the Sentry (open:
+// ENXIO). No host device is passed through (GPUs need --nvproxy).
+func TestCompatRawDevices(t *testing.T) {
+	r := newRawRunsc(t)
+	const script = "for d in mydev myloop; do [ -c /dev/$d ] && echo char-$d; done; head -c 4 /dev/mydev | od -An -tx1; (exec 3</dev/myloop) && echo opened-myloop; echo done"
+	withDevices := func(b *rawBundle) {
+		if b.spec.Linux.Resources == nil {
+			b.spec.Linux.Resources = &specs.LinuxResources{}
+		}
+		for _, d := range []struct {
+			path         string
+			major, minor int64
+		}{{"/dev/mydev", 1, 5}, {"/dev/myloop", 10, 237}} {
+			mode := os.FileMode(0o666)
+			root := uint32(0)
+			b.spec.Linux.Devices = append(b.spec.Linux.Devices, specs.LinuxDevice{
+				Path: d.path, Type: "c", Major: d.major, Minor: d.minor, FileMode: &mode, UID: &root, GID: &root})
+			b.spec.Linux.Resources.Devices = append(b.spec.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+				Allow: true, Type: "c", Major: &d.major, Minor: &d.minor, Access: "rwm"})
+		}
+	}
+	got := func(out string) string {
+		return fmt.Sprint("mydev:", strings.Contains(out, "char-mydev"), " reads zeroes:", strings.Contains(out, "00 00 00 00"),
+			" myloop:", strings.Contains(out, "char-myloop"), " opens:", strings.Contains(out, "opened-myloop"))
+	}
+	b := r.bundle(t, "devices", "sh", "-c", script)
+	withDevices(b)
+	res := b.mustRun(t)
+	r.want(t, "devices /dev/mydev (host /dev/zero), /dev/myloop (host /dev/loop-control)", got(res.out), map[runscGen]any{
+		gen2022:    "mydev:false reads zeroes:false myloop:false opens:false",
+		genCurrent: "mydev:true reads zeroes:true myloop:true opens:false",
+	})
+	rb := r.bundle(t, "devices-runc", "sh", "-c", script)
+	withDevices(rb)
+	if out, want := got(runcRun(t, rb)), "mydev:true reads zeroes:true myloop:true opens:true"; out != want {
+		t.Errorf("runc: %s, want %s", out, want)
+	}
+}
+
+// TestCompatRawLSM: process.apparmorProfile, process.selinuxLabel and
+// linux.mountLabel (what containerd's CRI writes for a pod's
+// appArmorProfile and seLinuxOptions when the host has that LSM). runsc
+// accepts an AppArmor profile, even a nonexistent one, and applies none
+// (gVisor has no LSM: the Sentry is the isolation boundary); it refuses a
+// process SELinux label ("SELinux is not supported") and ignores a mount
+// label. runc is run on the same specs for comparison (logged): on a host
+// without the LSM it fails all three.
+func TestCompatRawLSM(t *testing.T) {
+	r := newRawRunsc(t)
+	aa, se := hostLSM()
+	t.Logf("host kernel: AppArmor enabled %v, SELinux enabled %v", aa, se)
+	const script = "echo ran"
+	cases := []struct {
+		name   string
+		mutate func(*specs.Spec)
+		want   map[runscGen]any
+	}{
+		{"apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "runsc-shim-compat-nonexistent" },
+			map[runscGen]any{gen2022: "runs", genCurrent: "runs"}},
+		{"selinux-process", func(s *specs.Spec) { s.Process.SelinuxLabel = "system_u:system_r:container_t:s0:c1,c2" },
+			map[runscGen]any{gen2022: "fails: SELinux is not supported", genCurrent: "fails: SELinux is not supported"}},
+		{"selinux-mount", func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0:c1,c2" },
+			map[runscGen]any{gen2022: "runs", genCurrent: "runs"}},
+	}
+	outcome := func(exit int, out string) string {
+		switch {
+		case exit == 0 && strings.Contains(out, "ran"):
+			return "runs"
+		case strings.Contains(out, "SELinux is not supported"):
+			return "fails: SELinux is not supported"
+		}
+		return fmt.Sprintf("exit %d: %q", exit, out)
+	}
+	for _, c := range cases {
+		b := r.bundle(t, c.name, "sh", "-c", script)
+		c.mutate(b.spec)
+		res := b.mustRun(t)
+		r.want(t, c.name, outcome(res.exit, res.out), c.want)
+		rb := r.bundle(t, c.name+"-runc", "sh", "-c", script)
+		c.mutate(rb.spec)
+		runcRun(t, rb)
+	}
+}
+
+// hostLSM reports whether the host kernel has AppArmor and SELinux enabled.
+func hostLSM() (apparmor, selinux bool) {
+	raw, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	apparmor = err == nil && strings.TrimSpace(string(raw)) == "Y"
+	_, err = os.Stat("/sys/fs/selinux/enforce")
+	return apparmor, err == nil
+}
+
+// runcRun runs the bundle's spec with runc (the reference), with a
+// private state root, and returns its output.
+func runcRun(t *testing.T, b *rawBundle) string {
+	t.Helper()
+	bin := harness.RequireBinary(t, "runc")
+	b.save(t)
+	root := filepath.Join(b.dir, "runc-root")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--root", root, "run", "--bundle", b.dir, b.id).CombinedOutput()
+	t.Logf("runc %s: %v, output %q", strings.Join(b.spec.Process.Args, " "), err, out)
+	if ctx.Err() != nil {
+		t.Fatalf("runc run %s: no exit within 30s", b.id)
+	}
+	return string(out)
 }
