@@ -32,6 +32,8 @@ func TestCRICompat(t *testing.T) {
 		t.Run("readonly-rootfs", e.testCRIReadonlyRootfs)
 		t.Run("host-pid", e.testCRIHostPID)
 		t.Run("sigterm-shell-pid1", e.testCRISIGTERMShellPID1)
+		t.Run("attach", e.testCRIAttach)
+		t.Run("port-forward", e.testCRIPortForward)
 	})
 }
 
