@@ -13,6 +13,8 @@ import (
 
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
 )
 
@@ -206,6 +208,30 @@ func TestCore(t *testing.T) {
 				harness.AssertNoLeftovers(t, d, id, cfg.Root, res.ShimAddress)
 			})
 		}
+
+		// An AppArmor profile (containerd's CRI writes one on hosts with
+		// AppArmor): runsc ignores it (TestCompatRawLSM), so the container
+		// runs and the shim warns, naming the container and the profile.
+		t.Run("apparmor-warning", func(t *testing.T) {
+			id := containerID("apparmor-" + v)
+			res := e.mustRun(t, harness.RunOptions{
+				ID:       id,
+				Args:     []string{"sh", "-c", "echo ran"},
+				SpecOpts: []oci.SpecOpts{oci.WithApparmorProfile("runsc-shim-compat-nonexistent")},
+			})
+			if res.ExitStatus != 0 || strings.TrimSpace(res.Stdout) != "ran" {
+				t.Errorf("container with an AppArmor profile: exit %d, stdout %q, stderr %q; want it to run", res.ExitStatus, res.Stdout, res.Stderr)
+			}
+			warned := false
+			for _, l := range d.LogGrep("runsc does not apply process.apparmorProfile") {
+				if strings.Contains(l, "id="+id) && strings.Contains(l, "runsc-shim-compat-nonexistent") {
+					warned = true
+				}
+			}
+			if !warned {
+				t.Errorf("no shim warning naming container %s and its AppArmor profile in the containerd log", id)
+			}
+		})
 
 		t.Run("ctr-run", func(t *testing.T) {
 			harness.RequireBinary(t, d.Ctr)

@@ -34,6 +34,8 @@ func TestCRICompat(t *testing.T) {
 		t.Run("sigterm-shell-pid1", e.testCRISIGTERMShellPID1)
 		t.Run("attach", e.testCRIAttach)
 		t.Run("port-forward", e.testCRIPortForward)
+		t.Run("devices", e.testCRIDevices)
+		t.Run("lsm", e.testCRILSM)
 	})
 }
 

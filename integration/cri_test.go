@@ -153,6 +153,16 @@ func (p *criPod) start(t *testing.T, cc criContainer) string {
 // the pod's log directory like kubelet, and returns its id.
 func (p *criPod) create(t *testing.T, cc criContainer) string {
 	t.Helper()
+	id, err := p.createErr(t, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// createErr is create returning CreateContainer's error.
+func (p *criPod) createErr(t *testing.T, cc criContainer) (string, error) {
+	t.Helper()
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: cc.name},
 		Image:    &runtimeapi.ImageSpec{Image: harness.BusyboxRef},
@@ -175,11 +185,11 @@ func (p *criPod) create(t *testing.T, cc criContainer) string {
 		SandboxConfig: p.config,
 	})
 	if err != nil {
-		t.Fatalf("CreateContainer %s in pod %s: %v", cc.name, p.id, err)
+		return "", fmt.Errorf("CreateContainer %s in pod %s: %w", cc.name, p.id, err)
 	}
 	harness.LogOnFailure(t, p.e.c.Daemon, resp.ContainerId)
 	p.rec.ContainerIDs = append(p.rec.ContainerIDs, resp.ContainerId)
-	return resp.ContainerId
+	return resp.ContainerId, nil
 }
 
 // exec runs cmd in container id with ExecSync (10s timeout in the request).

@@ -54,9 +54,16 @@ var containerdSysctls = map[string]bool{
 
 // warnIgnoredSpec logs a warning for the parts of a container's spec that
 // runsc accepts but does not apply, so that nothing is dropped silently:
-// linux.sysctl (TestCompatRawSysctls). containerd puts a pod's sysctls in
-// its sandbox container's spec.
+// linux.sysctl (TestCompatRawSysctls; containerd puts a pod's sysctls in
+// its sandbox container's spec) and process.apparmorProfile
+// (TestCompatRawLSM: gVisor applies no LSM; the Sentry is the isolation
+// boundary). A process.selinuxLabel needs no warning: runsc refuses the
+// spec ("SELinux is not supported"), and the shim quotes it.
 func warnIgnoredSpec(ctx context.Context, id string, spec *specs.Spec) {
+	l := log.G(ctx).WithField("id", id)
+	if spec.Process != nil && spec.Process.ApparmorProfile != "" {
+		l.WithField("apparmorProfile", spec.Process.ApparmorProfile).Warn("runsc does not apply process.apparmorProfile: the container runs without that AppArmor profile (gVisor's Sentry confines it)")
+	}
 	if spec.Linux == nil || len(spec.Linux.Sysctl) == 0 {
 		return
 	}
@@ -70,7 +77,6 @@ func warnIgnoredSpec(ctx context.Context, id string, spec *specs.Spec) {
 	}
 	sort.Strings(user)
 	sort.Strings(defaults)
-	l := log.G(ctx).WithField("id", id)
 	if len(defaults) > 0 {
 		l.WithField("sysctls", defaults).Debug("runsc does not apply linux.sysctl (containerd's defaults)")
 	}

@@ -1,11 +1,14 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 )
@@ -96,8 +99,49 @@ func TestCompatFlags(t *testing.T) {
 }
 
 func TestWarnIgnoredSpec(t *testing.T) {
-	// Only logs; must not panic on partial specs.
-	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{})
-	warnIgnoredSpec(context.Background(), "c1", &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{
-		"kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 0"}}})
+	logged := func(spec *specs.Spec) string {
+		var buf bytes.Buffer
+		l := logrus.New()
+		l.SetOutput(&buf)
+		l.SetLevel(logrus.WarnLevel)
+		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+		warnIgnoredSpec(log.WithLogger(context.Background(), logrus.NewEntry(l)), "c1", spec)
+		return buf.String()
+	}
+	// Partial specs: nothing to say, no panic.
+	for _, spec := range []*specs.Spec{{}, {Process: &specs.Process{}}, {Linux: &specs.Linux{}}} {
+		if got := logged(spec); got != "" {
+			t.Errorf("spec %+v: logged %q, want nothing", spec, got)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		spec *specs.Spec
+		want []string // substrings of the one warning line, "" for none
+	}{
+		{"containerd's sysctls only", &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv4.ping_group_range": "0 0"}}}, nil},
+		{"user sysctls", &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{
+			"kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 0"}}},
+			[]string{"id=c1", "linux.sysctl", "kernel.shm_rmid_forced"}},
+		{"apparmor profile", &specs.Spec{Process: &specs.Process{ApparmorProfile: "cri-containerd.apparmor.d"}},
+			[]string{"id=c1", "process.apparmorProfile", "apparmorProfile=cri-containerd.apparmor.d"}},
+	} {
+		got := logged(tc.spec)
+		lines := strings.Split(strings.TrimSpace(got), "\n")
+		if len(tc.want) == 0 {
+			if got != "" {
+				t.Errorf("%s: logged %q, want nothing", tc.name, got)
+			}
+			continue
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "level=warning") {
+			t.Errorf("%s: logged %q, want one warning", tc.name, got)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(lines[0], w) {
+				t.Errorf("%s: warning %q lacks %q", tc.name, lines[0], w)
+			}
+		}
+	}
 }
