@@ -390,3 +390,86 @@ func (e *criEnv) testCRIHostPID(t *testing.T) {
 	}
 	p.stopRemove(t, true)
 }
+
+// testCRIDevices: CRI ContainerConfig.Devices (what kubelet passes for a
+// device plugin's allocation): host /dev/zero as /dev/mydev and
+// /dev/loop-control as /dev/myloop. Under runc both appear and work
+// (/dev/mydev reads zeroes). runsc 20221219 creates neither; current runsc
+// creates both nodes, but as gVisor's own devices by number: 1:5 is its
+// emulated /dev/zero, 10:237 has no driver (open: ENXIO)
+// (TestCompatRawDevices: runsc does this).
+func (e *criEnv) testCRIDevices(t *testing.T) {
+	gen, _ := criGen(t)
+	want := map[string]string{
+		harness.HandlerRunc:  "mydev:true reads zeroes:true myloop:true opens:true",
+		harness.HandlerRunsc: map[runscGen]string{gen2022: "mydev:false reads zeroes:false myloop:false opens:false", genCurrent: "mydev:true reads zeroes:true myloop:true opens:false"}[gen],
+	}
+	for _, h := range []string{harness.HandlerRunsc, harness.HandlerRunc} {
+		t.Run(h, func(t *testing.T) {
+			p := e.runPod(t, "devices-"+h, h, nil)
+			id := p.start(t, criContainer{name: "devices", command: []string{"sleep", "100000"},
+				mutate: func(cc *runtimeapi.ContainerConfig) {
+					cc.Devices = []*runtimeapi.Device{
+						{ContainerPath: "/dev/mydev", HostPath: "/dev/zero", Permissions: "rwm"},
+						{ContainerPath: "/dev/myloop", HostPath: "/dev/loop-control", Permissions: "rw"},
+					}
+				}})
+			r := p.exec(t, id, "sh", "-c", "for d in mydev myloop; do [ -c /dev/$d ] && echo char-$d; done; head -c 4 /dev/mydev | od -An -tx1; (exec 3</dev/myloop) && echo opened-myloop; echo done")
+			out := string(r.Stdout) + string(r.Stderr)
+			got := fmt.Sprint("mydev:", strings.Contains(out, "char-mydev"), " reads zeroes:", strings.Contains(out, "00 00 00 00"),
+				" myloop:", strings.Contains(out, "char-myloop"), " opens:", strings.Contains(out, "opened-myloop"))
+			t.Logf("handler %s (runsc %s): %s; output %q", h, gen, got, out)
+			if got != want[h] {
+				t.Errorf("handler %s (runsc %s): devices %s, want %s; output %q", h, gen, got, want[h], out)
+			}
+			p.stopRemove(t, true)
+		})
+	}
+}
+
+// testCRILSM: a container's appArmorProfile (Localhost, a profile that
+// does not exist) and seLinuxOptions, for runsc and runc. containerd
+// decides what reaches the runtime: on a host without AppArmor (this CI
+// host) it refuses the profile for either handler ("apparmor is not
+// supported"); with SELinux off (enable_selinux = false, containerd's
+// default) it drops the SELinux options and the container runs. On a host
+// with AppArmor the profile reaches runsc, which ignores it
+// (TestCompatRawLSM) and the shim warns: the container runs.
+func (e *criEnv) testCRILSM(t *testing.T) {
+	aa, se := hostLSM()
+	t.Logf("host kernel: AppArmor enabled %v, SELinux enabled %v", aa, se)
+	for _, h := range []string{harness.HandlerRunsc, harness.HandlerRunc} {
+		t.Run(h, func(t *testing.T) {
+			p := e.runPod(t, "lsm-"+h, h, nil)
+			for _, c := range []struct {
+				name   string
+				mutate func(*runtimeapi.LinuxContainerSecurityContext)
+				want   string // "" runs, else CreateContainer's error contains it
+			}{
+				{"apparmor", func(sc *runtimeapi.LinuxContainerSecurityContext) {
+					sc.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "runsc-shim-compat-nonexistent"}
+				}, map[bool]string{false: "apparmor is not supported", true: ""}[aa]},
+				{"selinux", func(sc *runtimeapi.LinuxContainerSecurityContext) {
+					sc.SelinuxOptions = &runtimeapi.SELinuxOption{User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2"}
+				}, ""},
+			} {
+				if aa && c.name == "apparmor" && h == harness.HandlerRunc {
+					continue // runc applies it: a nonexistent profile fails (not measured here)
+				}
+				id, err := p.createErr(t, criContainer{name: c.name, command: []string{"sleep", "100000"},
+					mutate: func(cc *runtimeapi.ContainerConfig) { c.mutate(cc.Linux.SecurityContext) }})
+				if err == nil {
+					_, err = e.c.Runtime.StartContainer(criCtx(t), &runtimeapi.StartContainerRequest{ContainerId: id})
+				}
+				t.Logf("handler %s, %s: container %q, %v", h, c.name, id, err)
+				switch {
+				case c.want == "" && err != nil:
+					t.Errorf("handler %s, %s: %v, want the container running", h, c.name, err)
+				case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+					t.Errorf("handler %s, %s: %v, want an error containing %q", h, c.name, err, c.want)
+				}
+			}
+			p.stopRemove(t, true)
+		})
+	}
+}
