@@ -20,7 +20,8 @@ import (
 
 // Checkpoint saves a container's sandbox into a checkpoint image with
 // `runsc checkpoint`. runsc checkpoints a whole sandbox, so only a container
-// that is alone in the sandbox it started can be checkpointed. The
+// that is alone in the sandbox it started, or a pod's only member (see
+// checkWholeSandbox), can be checkpointed. The
 // container keeps running unless the options ask for Exit; then its exit is
 // reported as any other.
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
@@ -34,6 +35,10 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	}
 	if err := s.checkWholeSandbox(c, "checkpoint"); err != nil {
 		return nil, errToTTRPC(err)
+	}
+	if cfg.Exit && c.init.Subcontainer() {
+		return nil, errToTTRPC(fmt.Errorf("cannot checkpoint %q with exit: runsc would stop the whole gVisor sandbox %q, its pod's with it; "+
+			"checkpoint it leaving it running (what kubelet does): %w", r.ID, c.sandboxID, errdefs.ErrFailedPrecondition))
 	}
 	if err := os.MkdirAll(cfg.ImagePath, 0o700); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: create image directory: %w", r.ID, err))

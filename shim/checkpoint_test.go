@@ -96,21 +96,45 @@ func TestCheckpointLeaveRunningNeedsInPlaceRunsc(t *testing.T) {
 	e.killAll()
 }
 
-func TestCheckpointOfPodRefused(t *testing.T) {
+// A pod's only member may be checkpointed leaving it running (its sandbox
+// holds it and the pod's idle pause process: what CRI CheckpointContainer
+// sends); with exit (which would stop the pod's sandbox), with a second
+// member, or of the pod's own container while a member runs, it is refused.
+func TestCheckpointOfPodMember(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("pod", "")
 	e.start("pod")
 	e.create("ctr", "pod")
-	for _, id := range []string{"ctr", "pod"} {
-		_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, id, t.TempDir(), &options.CheckpointOptions{Exit: true}))
+	e.start("ctr")
+	_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, "pod", t.TempDir(), nil))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for the pod's container")
+	if !strings.Contains(err.Error(), `container "ctr" runs in the same gVisor sandbox, and runsc can only checkpoint the whole sandbox`) {
+		t.Fatalf("checkpoint pod: %v", err)
+	}
+	_, err = e.s.Checkpoint(e.ctx, checkpointReq(t, "ctr", t.TempDir(), &options.CheckpointOptions{Exit: true}))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a member's checkpoint with exit")
+	if !strings.Contains(err.Error(), `runsc would stop the whole gVisor sandbox "pod"`) {
+		t.Fatalf("checkpoint ctr with exit: %v", err)
+	}
+	if strings.Contains(e.calls(), "checkpoint") {
+		t.Fatalf("runsc checkpoint ran:\n%s", e.calls())
+	}
+	// The lone member's leave-running checkpoint reaches runsc's checks
+	// (the fake, undated, cannot leave a sandbox running).
+	_, err = e.s.Checkpoint(e.ctx, checkpointReq(t, "ctr", t.TempDir(), nil))
+	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented for the lone member with this runsc")
+	e.create("ctr2", "pod")
+	for _, id := range []string{"ctr", "ctr2"} {
+		other := map[string]string{"ctr": "ctr2", "ctr2": "ctr"}[id]
+		_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, id, t.TempDir(), nil))
 		wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for "+id)
-		if !strings.Contains(err.Error(), "whole sandbox") {
+		if !strings.Contains(err.Error(), `container "`+other+`" is a member of the same pod (gVisor sandbox "pod"), and runsc can only checkpoint the whole sandbox`) {
 			t.Fatalf("checkpoint %s: %v", id, err)
 		}
 	}
-	req := e.createReq("ctr2", "pod")
+	req := e.createReq("ctr3", "pod")
 	req.Checkpoint = t.TempDir()
-	_, err := e.s.Create(e.ctx, req)
+	_, err = e.s.Create(e.ctx, req)
 	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a restore into a pod")
 	if strings.Contains(e.calls(), "checkpoint") || strings.Contains(e.calls(), "restore") {
 		t.Fatalf("runsc ran:\n%s", e.calls())
