@@ -2,6 +2,7 @@ package integration
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -91,7 +99,8 @@ func (e *criEnv) testCRICheckpointOne(t *testing.T, features *runsc.Features) {
 		t.Logf("CheckpointContainer in %s: %s, %d bytes: %v", took.Round(time.Millisecond), location, fi.Size(), entries)
 		// containerd's metadata (checkpointctl's names), the shim's
 		// runsc image under checkpoint/, the rootfs diff and the log.
-		for _, name := range []string{"config.dump", "spec.dump", "status.dump", "status", "rootfs-diff.tar", "container.log", "checkpoint/checkpoint.img"} {
+		for _, name := range []string{"config.dump", "spec.dump", "status.dump", "status", "rootfs-diff.tar", "container.log",
+			"checkpoint/checkpoint.img", "checkpoint/gvisor-pod-sandbox.json"} {
 			if _, ok := entries[name]; !ok {
 				t.Errorf("archive has no %s: %v", name, entries)
 			}
@@ -106,7 +115,11 @@ func (e *criEnv) testCRICheckpointOne(t *testing.T, features *runsc.Features) {
 				t.Errorf("config.dump %s: no %s", cfg, want)
 			}
 		}
+		if got := tarFile(t, location, "checkpoint/gvisor-pod-sandbox.json"); !strings.Contains(got, `"containers":["`+p.id+`","`+id+`"]`) {
+			t.Errorf("checkpoint/gvisor-pod-sandbox.json %s: want the pod's containers %s, %s", got, p.id, id)
+		}
 		e.testCRIRestore(t, p, location)
+		e.testPodImageRestoreRefused(t, location)
 	}
 	// The container kept running (nothing paused), its output flows on.
 	if st := p.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
@@ -138,6 +151,84 @@ func (e *criEnv) testCRIRestore(t *testing.T, p *criPod, location string) {
 		t.Errorf("CreateContainer from the checkpoint archive: %v, want containerd's %q", err, want)
 	}
 	t.Logf("CRI restore (CreateContainer, image = the archive): %v", err)
+}
+
+// testPodImageRestoreRefused: the archive's runsc image (its checkpoint/
+// directory) restored through containerd's client as one container, what
+// `ctr` would do with it: runsc would restore the pod's pause container as
+// the sandbox's root and the task would never start (measured: Create
+// succeeded, the task printed nothing and could not be killed: "container
+// not started"). The shim refuses it, with the reason, and leaves nothing.
+func (e *criEnv) testPodImageRestoreRefused(t *testing.T, location string) {
+	d := e.c.K8s
+	te := newTaskEnv(t, d)
+	ctx, cancel := context.WithTimeout(d.Context(context.Background()), taskTimeout)
+	defer cancel()
+	ctx, done, err := d.Client.WithLease(ctx)
+	if err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	desc := writeArchiveImage(ctx, t, d.Client, location)
+	id := te.id("ckpt-pod-r")
+	_, err = te.restoreTask(ctx, t, id, func(_ context.Context, _ *client.Client, info *client.TaskInfo) error {
+		info.Checkpoint = desc
+		return nil
+	})
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "the image holds pod sandbox") {
+		t.Fatalf("restore of the pod's image as one container: %v, want FailedPrecondition: the image holds pod sandbox ...", err)
+	}
+	t.Logf("restore of the pod's image as one container: %v", err)
+	c, err := d.Client.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatalf("load container: %v", err)
+	}
+	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil {
+		t.Errorf("delete container: %v", err)
+	}
+	harness.AssertNoLeftovers(t, d, id, te.cfg.Root)
+}
+
+// writeArchiveImage stores the checkpoint/ directory of a CRI checkpoint
+// archive as a containerd checkpoint blob and returns its descriptor.
+func writeArchiveImage(ctx context.Context, t *testing.T, c *client.Client, location string) *types.Descriptor {
+	t.Helper()
+	f, err := os.Open(location)
+	if err != nil {
+		t.Fatalf("open archive: %v", err)
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read archive: %v", err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "checkpoint/") {
+			continue
+		}
+		h.Name = strings.TrimPrefix(name, "checkpoint/")
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := ocispec.Descriptor{MediaType: images.MediaTypeContainerd1Checkpoint, Digest: digest.FromBytes(b.Bytes()), Size: int64(b.Len())}
+	if err := content.WriteBlob(ctx, c.ContentStore(), "cri-checkpoint-"+runID, bytes.NewReader(b.Bytes()), d); err != nil {
+		t.Fatalf("write checkpoint blob: %v", err)
+	}
+	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
 }
 
 // testCRICheckpointTwo: runsc would save both members of a two-container

@@ -178,3 +178,27 @@ func TestCheckpointExitOfPausedResumesFirst(t *testing.T) {
 	e.waitEvents("c1", "create c1", "start c1", "paused c1", "resumed c1", "exit c1 143")
 	e.killAll()
 }
+
+// A pod sandbox's checkpoint image (marked by the shim when it checkpointed
+// a pod's member) is not restored as one container: runsc would restore the
+// pod's pause container as its root and the task would never start.
+func TestRestoreOfPodImageRefused(t *testing.T) {
+	e := newFaultEnv(t)
+	dir := t.TempDir()
+	if err := writePodImageMark(dir, "pod", "ctr"); err != nil {
+		t.Fatal(err)
+	}
+	req := e.createReq("c1", "")
+	req.Checkpoint = dir
+	_, err := e.s.Create(e.ctx, req)
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition")
+	if !strings.Contains(err.Error(), `the image holds pod sandbox "pod" with containers pod, ctr`) {
+		t.Fatalf("restore of a pod image: %v", err)
+	}
+	if strings.Contains(e.calls(), "restore") {
+		t.Fatalf("runsc restore ran:\n%s", e.calls())
+	}
+	// Nothing registered: the id is free again.
+	_, err = e.s.State(e.ctx, &taskAPI.StateRequest{ID: "c1"})
+	wantKind(t, err, errdefs.IsNotFound, "NotFound for the refused container")
+}

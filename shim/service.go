@@ -262,6 +262,11 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		return nil, errToTTRPC(fmt.Errorf("create %q from checkpoint %q: it would join gVisor sandbox %q, and runsc restores only a whole sandbox: %w",
 			r.ID, r.Checkpoint, c.sandboxID, errdefs.ErrFailedPrecondition))
 	}
+	if r.Checkpoint != "" {
+		if err := checkRestorable(r.ID, r.Checkpoint); err != nil {
+			return nil, errToTTRPC(err)
+		}
+	}
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
 	}
