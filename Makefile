@@ -41,7 +41,7 @@ install: build
 
 # Debian packages the demo and the tests need.
 deps:
-	@missing=""; for p in containerd runc runsc busybox-static containernetworking-plugins iproute2 gcc libc6-dev; do \
+	@missing=""; for p in containerd runc runsc busybox-static containernetworking-plugins iproute2 gcc libc6-dev criu; do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,9 +19,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
@@ -319,62 +314,4 @@ func writeCorruptCheckpoint(ctx context.Context, t *testing.T, c *client.Client)
 		t.Fatalf("write corrupt checkpoint: %v", err)
 	}
 	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
-}
-
-// TestCRICheckpoint: kubelet's checkpoint API (CRI CheckpointContainer) on
-// a one-container runsc pod. The container is a member of the pod's sandbox
-// (started by the pause container), and runsc can only save the whole
-// sandbox: the shim refuses it, and the container keeps running.
-// containerd 1.6's CRI has no CheckpointContainer; 2.x's first requires
-// the criu binary on the node, for any runtime.
-func TestCRICheckpoint(t *testing.T) {
-	forEachCRIDaemon(t, func(t *testing.T, e *criEnv) {
-		p := e.runPod(t, "ckpt", harness.HandlerRunsc, nil)
-		id := p.start(t, criContainer{name: "counter", command: counterLoop})
-		ctx, cancel := context.WithTimeout(context.Background(), criWaitTimeout)
-		defer cancel()
-		_, err := e.c.Runtime.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{
-			ContainerId: id,
-			Location:    filepath.Join(t.TempDir(), "checkpoint.tar"),
-		})
-		_, criuErr := exec.LookPath("criu")
-		switch {
-		case strings.HasPrefix(e.c.Daemon.Version, "1."):
-			if status.Code(err) != codes.Unimplemented {
-				t.Errorf("CheckpointContainer on containerd %s: %v, want Unimplemented", e.c.Daemon.Version, err)
-			}
-		case criuErr != nil:
-			if err == nil || !strings.Contains(err.Error(), "criu binary not found") {
-				t.Errorf("CheckpointContainer without criu on the node: %v, want containerd's %q", err, "criu binary not found")
-			}
-		default:
-			if err == nil || !strings.Contains(err.Error(), "runsc can only pause the whole sandbox") {
-				t.Errorf("CheckpointContainer of a pod member: %v, want the shim's refusal", err)
-			}
-		}
-		t.Logf("CheckpointContainer on containerd %s: %v", e.c.Daemon.Version, err)
-		// What the shim answers CRI's checkpoint (task.Checkpoint: pause,
-		// checkpoint without options, resume) of the pod's container, and
-		// of the pod's sandbox while the container runs in it: the pause
-		// is refused already, for the same reason.
-		kctx := e.c.K8s.Context(ctx)
-		for _, cid := range []string{id, p.id} {
-			c, err := e.c.K8s.Client.LoadContainer(kctx, cid)
-			if err != nil {
-				t.Fatalf("load %s: %v", cid, err)
-			}
-			task, err := c.Task(kctx, nil)
-			if err != nil {
-				t.Fatalf("task %s: %v", cid, err)
-			}
-			_, err = task.Checkpoint(kctx)
-			if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "runsc can only pause the whole sandbox") {
-				t.Errorf("task checkpoint of %s in a runsc pod: %v, want FailedPrecondition: runsc can only pause the whole sandbox", cid, err)
-			}
-		}
-		if st := p.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
-			t.Errorf("after CheckpointContainer: state %v, want running", st.GetState())
-		}
-		p.stopRemove(t, true)
-	})
 }

@@ -2,8 +2,11 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -20,7 +23,8 @@ import (
 
 // Checkpoint saves a container's sandbox into a checkpoint image with
 // `runsc checkpoint`. runsc checkpoints a whole sandbox, so only a container
-// that is alone in the sandbox it started can be checkpointed. The
+// that is alone in the sandbox it started, or a pod's only member (see
+// checkWholeSandbox), can be checkpointed. The
 // container keeps running unless the options ask for Exit; then its exit is
 // reported as any other.
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
@@ -34,6 +38,10 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	}
 	if err := s.checkWholeSandbox(c, "checkpoint"); err != nil {
 		return nil, errToTTRPC(err)
+	}
+	if cfg.Exit && c.init.Subcontainer() {
+		return nil, errToTTRPC(fmt.Errorf("cannot checkpoint %q with exit: runsc would stop the whole gVisor sandbox %q, its pod's with it; "+
+			"checkpoint it leaving it running (what kubelet does): %w", r.ID, c.sandboxID, errdefs.ErrFailedPrecondition))
 	}
 	if err := os.MkdirAll(cfg.ImagePath, 0o700); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: create image directory: %w", r.ID, err))
@@ -51,7 +59,53 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: %w", r.ID, err))
 	}
+	if c.init.Subcontainer() {
+		if err := writePodImageMark(cfg.ImagePath, c.sandboxID, r.ID); err != nil {
+			return nil, errToTTRPC(fmt.Errorf("checkpoint %q: %w", r.ID, err))
+		}
+	}
 	return empty, nil
+}
+
+// podImageMark names the file the shim adds to the checkpoint image of a
+// pod's member: the image holds the pod's whole sandbox (its pause
+// container and the member), which a restore as one container cannot bring
+// back (runsc restores the sandbox's root, the pause container, and the
+// task never starts).
+const podImageMark = "gvisor-pod-sandbox.json"
+
+type podImage struct {
+	Sandbox    string   `json:"sandbox"`
+	Containers []string `json:"containers"`
+}
+
+func writePodImageMark(dir, sandbox, member string) error {
+	b, err := json.Marshal(podImage{Sandbox: sandbox, Containers: []string{sandbox, member}})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, podImageMark), b, 0o600); err != nil {
+		return fmt.Errorf("mark the image as a pod sandbox's: %w", err)
+	}
+	return nil
+}
+
+// checkRestorable refuses a restore from a pod sandbox's checkpoint image.
+func checkRestorable(id, dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, podImageMark))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create %q from checkpoint %q: read %s: %w", id, dir, podImageMark, err)
+	}
+	var m podImage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("create %q from checkpoint %q: %s: %v: %w", id, dir, podImageMark, err, errdefs.ErrInvalidArgument)
+	}
+	return fmt.Errorf("create %q from checkpoint %q: the image holds pod sandbox %q with containers %s (kubelet's checkpoint of a pod's container), "+
+		"and runsc restores a sandbox only with all its containers, which a container's restore cannot ask for: %w",
+		id, dir, m.Sandbox, strings.Join(m.Containers, ", "), errdefs.ErrFailedPrecondition)
 }
 
 // checkpointConfig reads the request's options (the runc shim's

@@ -96,21 +96,45 @@ func TestCheckpointLeaveRunningNeedsInPlaceRunsc(t *testing.T) {
 	e.killAll()
 }
 
-func TestCheckpointOfPodRefused(t *testing.T) {
+// A pod's only member may be checkpointed leaving it running (its sandbox
+// holds it and the pod's idle pause process: what CRI CheckpointContainer
+// sends); with exit (which would stop the pod's sandbox), with a second
+// member, or of the pod's own container while a member runs, it is refused.
+func TestCheckpointOfPodMember(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("pod", "")
 	e.start("pod")
 	e.create("ctr", "pod")
-	for _, id := range []string{"ctr", "pod"} {
-		_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, id, t.TempDir(), &options.CheckpointOptions{Exit: true}))
+	e.start("ctr")
+	_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, "pod", t.TempDir(), nil))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for the pod's container")
+	if !strings.Contains(err.Error(), `container "ctr" runs in the same gVisor sandbox, and runsc can only checkpoint the whole sandbox`) {
+		t.Fatalf("checkpoint pod: %v", err)
+	}
+	_, err = e.s.Checkpoint(e.ctx, checkpointReq(t, "ctr", t.TempDir(), &options.CheckpointOptions{Exit: true}))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a member's checkpoint with exit")
+	if !strings.Contains(err.Error(), `runsc would stop the whole gVisor sandbox "pod"`) {
+		t.Fatalf("checkpoint ctr with exit: %v", err)
+	}
+	if strings.Contains(e.calls(), "checkpoint") {
+		t.Fatalf("runsc checkpoint ran:\n%s", e.calls())
+	}
+	// The lone member's leave-running checkpoint reaches runsc's checks
+	// (the fake, undated, cannot leave a sandbox running).
+	_, err = e.s.Checkpoint(e.ctx, checkpointReq(t, "ctr", t.TempDir(), nil))
+	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented for the lone member with this runsc")
+	e.create("ctr2", "pod")
+	for _, id := range []string{"ctr", "ctr2"} {
+		other := map[string]string{"ctr": "ctr2", "ctr2": "ctr"}[id]
+		_, err := e.s.Checkpoint(e.ctx, checkpointReq(t, id, t.TempDir(), nil))
 		wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for "+id)
-		if !strings.Contains(err.Error(), "whole sandbox") {
+		if !strings.Contains(err.Error(), `container "`+other+`" is a member of the same pod (gVisor sandbox "pod"), and runsc can only checkpoint the whole sandbox`) {
 			t.Fatalf("checkpoint %s: %v", id, err)
 		}
 	}
-	req := e.createReq("ctr2", "pod")
+	req := e.createReq("ctr3", "pod")
 	req.Checkpoint = t.TempDir()
-	_, err := e.s.Create(e.ctx, req)
+	_, err = e.s.Create(e.ctx, req)
 	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a restore into a pod")
 	if strings.Contains(e.calls(), "checkpoint") || strings.Contains(e.calls(), "restore") {
 		t.Fatalf("runsc ran:\n%s", e.calls())
@@ -153,4 +177,28 @@ func TestCheckpointExitOfPausedResumesFirst(t *testing.T) {
 	}
 	e.waitEvents("c1", "create c1", "start c1", "paused c1", "resumed c1", "exit c1 143")
 	e.killAll()
+}
+
+// A pod sandbox's checkpoint image (marked by the shim when it checkpointed
+// a pod's member) is not restored as one container: runsc would restore the
+// pod's pause container as its root and the task would never start.
+func TestRestoreOfPodImageRefused(t *testing.T) {
+	e := newFaultEnv(t)
+	dir := t.TempDir()
+	if err := writePodImageMark(dir, "pod", "ctr"); err != nil {
+		t.Fatal(err)
+	}
+	req := e.createReq("c1", "")
+	req.Checkpoint = dir
+	_, err := e.s.Create(e.ctx, req)
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition")
+	if !strings.Contains(err.Error(), `the image holds pod sandbox "pod" with containers pod, ctr`) {
+		t.Fatalf("restore of a pod image: %v", err)
+	}
+	if strings.Contains(e.calls(), "restore") {
+		t.Fatalf("runsc restore ran:\n%s", e.calls())
+	}
+	// Nothing registered: the id is free again.
+	_, err = e.s.State(e.ctx, &taskAPI.StateRequest{ID: "c1"})
+	wantKind(t, err, errdefs.IsNotFound, "NotFound for the refused container")
 }

@@ -262,6 +262,11 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		return nil, errToTTRPC(fmt.Errorf("create %q from checkpoint %q: it would join gVisor sandbox %q, and runsc restores only a whole sandbox: %w",
 			r.ID, r.Checkpoint, c.sandboxID, errdefs.ErrFailedPrecondition))
 	}
+	if r.Checkpoint != "" {
+		if err := checkRestorable(r.ID, r.Checkpoint); err != nil {
+			return nil, errToTTRPC(err)
+		}
+	}
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
 	}
@@ -569,8 +574,9 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 }
 
 // Pause freezes a container. runsc pauses a whole sandbox (its kernel), so
-// a container that shares a sandbox with others (a pod's) cannot be paused
-// alone: that is refused, never reported wrongly.
+// a container that shares a sandbox with other members of its pod cannot be
+// paused alone: that is refused, never reported wrongly. A pod's only member
+// pauses with the pod's idle pause process (see checkWholeSandbox).
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
@@ -598,16 +604,26 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 	return empty, nil
 }
 
-// checkWholeSandbox refuses op on c unless c is alone in its sandbox.
+// checkWholeSandbox refuses op on c unless its sandbox holds nothing that
+// op would wrongly catch: runsc pauses and checkpoints a whole sandbox. A
+// container alone in the sandbox it started qualifies, and so does a pod's
+// only member: its sandbox holds just it and the pod's pause container,
+// whose process does nothing but wait (that is what kubelet's checkpoint
+// API, CRI CheckpointContainer, reaches: a pause, a checkpoint, a resume of
+// the pod's container). A sandbox with two members, or the pod's own
+// container while a member runs in it, is refused.
 func (s *service) checkWholeSandbox(c *container, op string) error {
-	if c.init.Subcontainer() {
-		return fmt.Errorf("cannot %s %q: it shares gVisor sandbox %q with its pod, and runsc can only %s the whole sandbox: %w",
-			op, c.id, c.sandboxID, op, errdefs.ErrFailedPrecondition)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range s.containers {
-		if o != c && o.init.Subcontainer() && o.sandboxID == c.id {
+		if o == c || !o.init.Subcontainer() {
+			continue
+		}
+		switch {
+		case c.init.Subcontainer() && o.sandboxID == c.sandboxID:
+			return fmt.Errorf("cannot %s %q: container %q is a member of the same pod (gVisor sandbox %q), and runsc can only %s the whole sandbox: %w",
+				op, c.id, o.id, c.sandboxID, op, errdefs.ErrFailedPrecondition)
+		case !c.init.Subcontainer() && o.sandboxID == c.id:
 			return fmt.Errorf("cannot %s %q: container %q runs in the same gVisor sandbox, and runsc can only %s the whole sandbox: %w",
 				op, c.id, o.id, op, errdefs.ErrFailedPrecondition)
 		}

@@ -666,21 +666,41 @@ func TestInvalidIDsRejected(t *testing.T) {
 	}
 }
 
-func TestPauseOfPodMemberRefused(t *testing.T) {
+// A pod's only member pauses (with the pod's idle pause process: runsc
+// pauses the whole sandbox); with a second member, neither member nor the
+// pod's own container can.
+func TestPauseOfPodMember(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("pod", "")
 	e.start("pod")
 	e.create("ctr", "pod")
-	for _, id := range []string{"ctr", "pod"} {
+	e.start("ctr")
+	_, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "pod"})
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for the pod's container")
+	if !strings.Contains(err.Error(), `container "ctr" runs in the same gVisor sandbox, and runsc can only pause the whole sandbox`) {
+		t.Fatalf("pause pod: %v", err)
+	}
+	if _, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "ctr"}); err != nil {
+		t.Fatalf("pause the lone member: %v", err)
+	}
+	if _, err := e.s.Resume(e.ctx, &taskAPI.ResumeRequest{ID: "ctr"}); err != nil {
+		t.Fatalf("resume the lone member: %v", err)
+	}
+	if !strings.Contains(e.calls(), "pause ctr+") || !strings.Contains(e.calls(), "resume ctr+") {
+		t.Fatalf("runsc calls:\n%s", e.calls())
+	}
+	e.create("ctr2", "pod")
+	for _, id := range []string{"ctr", "ctr2", "pod"} {
 		_, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: id})
 		wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for "+id)
-		if !strings.Contains(err.Error(), "whole sandbox") {
+		if !strings.Contains(err.Error(), "runsc can only pause the whole sandbox") {
 			t.Fatalf("pause %s: %v", id, err)
 		}
 	}
-	if strings.Contains(e.calls(), "pause") {
-		t.Fatalf("runsc pause ran:\n%s", e.calls())
+	if strings.Count(e.calls(), "pause ") != 1 {
+		t.Fatalf("runsc pause ran again:\n%s", e.calls())
 	}
+	e.killAll()
 }
 
 func TestUnsupportedRunscIsNotImplemented(t *testing.T) {
