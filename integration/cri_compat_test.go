@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -201,41 +202,53 @@ func (e *criEnv) testCRISetuid(t *testing.T) {
 
 // testCRIMemoryLimitOneContainer: a one-container pod limited to 15 MiB:
 // allocating 20 MiB is OOMKilled with exit code 137 within 60s; a process
-// that allocates 5 MiB over and over stays under its limit and is never
-// killed. (10 MiB over and over was OOM-killed now and then with runsc
-// 20221219: memory the application frees is returned to the host lazily,
-// so two allocations can be charged at once.) The sandbox cgroup is the
-// limit plus sandbox_overhead_mib.
+// that holds 14 MiB, and one that allocates 5 MiB over and over, stay under
+// their limit and are never killed. (10 MiB over and over can be killed:
+// memory the application frees is returned to the host lazily, so two
+// allocations can be charged at once.) The sandbox cgroup is the limit plus
+// container_overhead_mib plus the sandbox's own memory, measured by the
+// shim when the container joins.
 func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	const limit = 15 * mib
 	res := func(cc *runtimeapi.ContainerConfig) {
 		cc.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit}
 	}
-	// Under the limit.
-	p, _ := e.runResourcePod(t, "memok", nil)
-	okID := p.start(t, criContainer{name: "under", mutate: res, command: []string{"sh", "-c",
-		"i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=5M count=1 2>/dev/null || exit 1; i=$((i+1)); echo -n \"$i \"; done; echo allocated-20-times; exec sleep 100000"}})
-	si := p.sandboxInfo(t)
-	mem, _, memDir := sandboxLimits(t, si.Pid)
-	if want := strconv.Itoa(limit + shimpkg.DefaultSandboxOverheadMiB*mib); mem != want {
-		t.Errorf("sandbox cgroup memory limit %s, want the container's 15 MiB + %d MiB overhead = %s", mem, shimpkg.DefaultSandboxOverheadMiB, want)
+	for _, under := range []struct{ name, script, done string }{
+		{"hold-14m", "head -c 14m /dev/zero > /dev/shm/held || exit 1; echo held-14m; exec sleep 100000", "held-14m"},
+		{"alloc-5m-20x", "i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=5M count=1 2>/dev/null || exit 1; i=$((i+1)); echo -n \"$i \"; done; echo allocated-20-times; exec sleep 100000", "allocated-20-times"},
+	} {
+		p, _ := e.runResourcePod(t, "memok", nil)
+		si := p.sandboxInfo(t)
+		_, _, memDir := sandboxLimits(t, si.Pid)
+		idle := atoi(readTrim(t, memStatFile(memDir, "usage")))
+		okID := p.start(t, criContainer{name: "under", mutate: res, command: []string{"sh", "-c", under.script}})
+		mem, _, _ := sandboxLimits(t, si.Pid)
+		own := atoi(mem) - limit - shimpkg.DefaultContainerOverheadMiB*mib
+		if d := own - idle; d < -2*mib || d > 2*mib {
+			t.Errorf("%s: sandbox cgroup memory limit %s = the container's 15 MiB + %d MiB + %.1f MiB for the sandbox itself, want that last within 2 MiB of the idle sandbox's %.1f MiB",
+				under.name, mem, shimpkg.DefaultContainerOverheadMiB, float64(own)/mib, float64(idle)/mib)
+		}
+		out := p.containerLog(t, "under", okID, under.done)
+		// A process past its limit is killed within 0.5 s (below): give
+		// the one under it three times that to show it is not.
+		time.Sleep(1500 * time.Millisecond)
+		st := p.status(t, okID)
+		if !strings.Contains(out, under.done) || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("%s: a container under its 15 MiB limit: state %v exit %d reason %q, log %q; want it running",
+				under.name, st.GetState(), st.GetExitCode(), st.GetReason(), out)
+		}
+		peak := atoi(readTrim(t, memStatFile(memDir, "peak")))
+		t.Logf("%s: sandbox idle %.1f MiB, its own memory counted %.1f MiB, limit %.1f MiB, peak %.1f MiB",
+			under.name, float64(idle)/mib, float64(own)/mib, float64(atoi(mem))/mib, float64(peak)/mib)
+		p.stopRemove(t, true)
 	}
-	out := p.containerLog(t, "under", okID, "allocated-20-times")
-	st := p.status(t, okID)
-	if !strings.Contains(out, "allocated-20-times") || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
-		t.Errorf("a container allocating 5 MiB over and over under a 15 MiB limit: state %v exit %d reason %q, log %q; want it running after 20 allocations",
-			st.GetState(), st.GetExitCode(), st.GetReason(), out)
-	}
-	if peak, err := os.ReadFile(filepath.Join(memDir, "memory.max_usage_in_bytes")); err == nil {
-		t.Logf("sandbox cgroup peak with 5 MiB allocations: %.1f MiB of %s", float64(atoi(string(peak)))/mib, mem)
-	}
-	p.stopRemove(t, true)
 
 	// Over the limit.
-	p, _ = e.runResourcePod(t, "memoom", nil)
+	p, _ := e.runResourcePod(t, "memoom", nil)
 	start := time.Now()
 	id := p.start(t, criContainer{name: "hog", mutate: res, command: []string{"sh", "-c",
 		"dd if=/dev/zero of=/dev/null bs=20M count=1; echo survived; exec sleep 100000"}})
+	var st *runtimeapi.ContainerStatus
 	for deadline := start.Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if st = p.status(t, id); st.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
 			break
@@ -472,4 +485,25 @@ func (e *criEnv) testCRILSM(t *testing.T) {
 			p.stopRemove(t, true)
 		})
 	}
+}
+
+// readTrim is a file's content without surrounding space.
+func readTrim(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// memStatFile is a memory cgroup's usage or peak usage file, in the host's
+// cgroup mode.
+func memStatFile(dir, which string) string {
+	v1 := map[string]string{"usage": "memory.usage_in_bytes", "peak": "memory.max_usage_in_bytes"}
+	v2 := map[string]string{"usage": "memory.current", "peak": "memory.peak"}
+	if cgroups.Mode() == cgroups.Unified {
+		return filepath.Join(dir, v2[which])
+	}
+	return filepath.Join(dir, v1[which])
 }

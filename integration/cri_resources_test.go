@@ -298,8 +298,9 @@ func (e *criEnv) testCRIStats(t *testing.T) {
 }
 
 // testCRIUpdate: UpdateContainerResources of a pod container resizes the
-// pod's sandbox cgroup to its containers' limits + sandbox_overhead_mib
-// (shimpkg.DefaultSandboxOverheadMiB); an invalid
+// pod's sandbox cgroup to its containers' limits + container_overhead_mib
+// each (shimpkg.DefaultContainerOverheadMiB) + the sandbox's own memory (as
+// measured by the shim when the container joined); an invalid
 // update fails naming the memory limit and changes nothing.
 func (e *criEnv) testCRIUpdate(t *testing.T) {
 	p, parent := e.runResourcePod(t, "update", nil)
@@ -313,8 +314,9 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 	if !strings.Contains(memDir, parent+"/") {
 		t.Errorf("sandbox memory cgroup %s is not under the pod's cgroup parent %s", memDir, parent)
 	}
-	if want := strconv.Itoa((128 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "100000" {
-		t.Errorf("sandbox cgroup with one 128 MiB, 1 CPU container: memory limit %s cpu quota %s, want %s and 100000", mem, quota, want)
+	own := sandboxOwnMemory(t, mem, 128*mib)
+	if quota != "100000" {
+		t.Errorf("sandbox cgroup with one 128 MiB, 1 CPU container: cpu quota %s, want 100000", quota)
 	}
 
 	if _, err := e.c.Runtime.UpdateContainerResources(criCtx(t), &runtimeapi.UpdateContainerResourcesRequest{
@@ -322,7 +324,7 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 		t.Fatalf("UpdateContainerResources to 96 MiB, 0.5 CPU: %v", err)
 	}
 	mem, quota, _ = sandboxLimits(t, pid)
-	if want := strconv.Itoa((96 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "50000" {
+	if want := strconv.Itoa((96+shimpkg.DefaultContainerOverheadMiB)*mib + own); mem != want || quota != "50000" {
 		t.Errorf("sandbox cgroup after updating the container to 96 MiB, 0.5 CPU: memory limit %s cpu quota %s, want %s and 50000", mem, quota, want)
 	}
 	if res := p.status(t, id).GetResources().GetLinux(); res != nil {
@@ -343,7 +345,7 @@ func (e *criEnv) testCRIUpdate(t *testing.T) {
 		t.Logf("invalid update failed as expected: %v", err)
 	}
 	mem, quota, _ = sandboxLimits(t, pid)
-	if want := strconv.Itoa((96 + shimpkg.DefaultSandboxOverheadMiB) * mib); mem != want || quota != "50000" {
+	if want := strconv.Itoa((96+shimpkg.DefaultContainerOverheadMiB)*mib + own); mem != want || quota != "50000" {
 		t.Errorf("sandbox cgroup after the invalid update: memory limit %s cpu quota %s, want %s and 50000 still", mem, quota, want)
 	}
 	st := p.status(t, id)
@@ -403,8 +405,8 @@ func (e *criEnv) testCRIPodResources(t *testing.T) {
 // Not by filling /dev/shm as TestResources does: in a CRI pod /dev/shm is a
 // bind mount of containerd's sandbox shm, a 64 MiB host tmpfs served by the
 // gofer, so dd stops with ENOSPC at 64 MiB and nothing is charged to the
-// sandbox. Under a 64 MiB limit the pod's cgroup is 64 MiB + the sandbox
-// overhead (shimpkg.DefaultSandboxOverheadMiB), and the host's
+// sandbox. Under a 64 MiB limit the pod's cgroup is 64 MiB + the
+// overheads (container_overhead_mib and the sandbox's own), and the host's
 // OOM killer kills the sandbox itself.
 func (e *criEnv) testCRIOOM(t *testing.T) {
 	p, parent := e.runResourcePod(t, "oom", nil)
@@ -443,4 +445,18 @@ func (e *criEnv) testCRIOOM(t *testing.T) {
 	if left := waitNoPodCgroups(parent, harness.LeftoverGrace); len(left) > 0 {
 		t.Errorf("pod %s left its cgroups behind after StopPodSandbox+RemovePodSandbox:\n  %s", p.id, strings.Join(left, "\n  "))
 	}
+}
+
+// sandboxOwnMemory is what the shim counted for a pod sandbox's own memory
+// in its cgroup memory limit mem (one container limited to limit bytes
+// joined it): mem - limit - container_overhead_mib. It fails the test
+// unless that is what an idle sandbox plausibly uses (4-40 MiB).
+func sandboxOwnMemory(t *testing.T, mem string, limit int) int {
+	t.Helper()
+	own := atoi(mem) - limit - shimpkg.DefaultContainerOverheadMiB*mib
+	if own < 4*mib || own > 40*mib || own%mib != 0 {
+		t.Errorf("sandbox cgroup memory limit %s = the container's %d MiB + %d MiB + %d bytes for the sandbox itself: want that last a whole number of MiB between 4 and 40",
+			mem, limit/mib, shimpkg.DefaultContainerOverheadMiB, own)
+	}
+	return own
 }

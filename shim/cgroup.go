@@ -123,10 +123,14 @@ type pod struct {
 	// fixed: the sandbox's limits come from its own spec or the pod-level
 	// CRI annotations, not from its containers.
 	fixed bool
-	// overhead is added to the sum of the containers' memory limits when
-	// the sandbox's cgroup is sized from them: the Sentry and gofers are
-	// charged to that cgroup (sandbox_overhead_mib).
-	overhead int64
+	// overhead is the sandbox's own memory, added to the sum of its
+	// containers' memory limits when the sandbox's cgroup is sized from
+	// them: the Sentry, the pause container and its gofer are charged to
+	// that cgroup (sandbox_overhead_mib; -1 until measured: the cgroup's
+	// usage when the first container joins). perContainer is added for each
+	// container that joins (its gofer and the Sentry's state for it;
+	// container_overhead_mib).
+	overhead, perContainer int64
 	// containers are the resources of the containers that joined the sandbox.
 	containers map[string]*specs.LinuxResources
 	applied    *specs.LinuxResources
@@ -146,12 +150,13 @@ type pod struct {
 // at path made by the shim in scope (nil, "": the cgroup runsc made). The
 // sandbox's limits are the pod-level CRI annotations when containerd sets
 // them, otherwise its containers' limits plus overhead bytes.
-func newPod(pid int, path string, scope *systemd.Scope, spec *specs.Spec, overhead int64) (*pod, error) {
+func newPod(pid int, path string, scope *systemd.Scope, spec *specs.Spec, overhead, perContainer int64) (*pod, error) {
 	oomFile, err := oomCounterFile(pid, path)
 	if err != nil {
 		return nil, fmt.Errorf("find the memory cgroup of sandbox pid %d: %w", pid, err)
 	}
-	p := &pod{pid: pid, path: path, scope: scope, oomFile: oomFile, overhead: overhead, containers: make(map[string]*specs.LinuxResources)}
+	p := &pod{pid: pid, path: path, scope: scope, oomFile: oomFile, overhead: overhead, perContainer: perContainer,
+		containers: make(map[string]*specs.LinuxResources)}
 	if oci.MemoryLimit(spec) > 0 {
 		// A standalone container: runsc applied its limits to the cgroup
 		// (or, systemd driver, systemd did from the scope's properties).
@@ -319,16 +324,39 @@ func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
 	if p.fixed || p.gone {
 		return nil
 	}
-	want := podResources(p.containers, p.overhead)
+	if p.overhead < 0 {
+		// The first container joins: what the sandbox is charged now is
+		// its own (the Sentry, the pause container, their gofer).
+		p.overhead = p.measureOverhead()
+	}
+	want := podResources(p.containers, p.overhead, p.perContainer)
 	if resourcesEqual(want, p.applied) {
 		return nil
 	}
 	return p.apply(want)
 }
 
-// podResources sums container limits, plus the sandbox's own overhead, into
-// the sandbox's.
-func podResources(containers map[string]*specs.LinuxResources, overhead int64) *specs.LinuxResources {
+// measureOverhead is the sandbox's memory usage now, rounded up to a MiB
+// (FallbackSandboxOverheadMiB if it cannot be read).
+func (p *pod) measureOverhead() int64 {
+	file := filepath.Join(filepath.Dir(p.oomFile), "memory.usage_in_bytes")
+	if unifiedCgroups {
+		file = filepath.Join(filepath.Dir(p.oomFile), "memory.current")
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		var v int64
+		if v, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+			return (v + 1<<20 - 1) &^ (1<<20 - 1)
+		}
+	}
+	log.L.WithError(err).WithField("pid", p.pid).Warnf("sandbox memory usage unreadable: its own memory counted as %d MiB", FallbackSandboxOverheadMiB)
+	return FallbackSandboxOverheadMiB << 20
+}
+
+// podResources sums container limits, plus the sandbox's own overhead and
+// perContainer for each container, into the sandbox's.
+func podResources(containers map[string]*specs.LinuxResources, overhead, perContainer int64) *specs.LinuxResources {
 	var (
 		mem      int64 = overhead
 		memLimit       = len(containers) > 0
@@ -338,7 +366,7 @@ func podResources(containers map[string]*specs.LinuxResources, overhead int64) *
 	)
 	for _, r := range containers {
 		if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-			mem += *r.Memory.Limit
+			mem += *r.Memory.Limit + perContainer
 		} else {
 			memLimit = false
 		}
@@ -434,7 +462,7 @@ func (s *service) newPod(ctx context.Context, c *container) {
 	if c.scope != nil {
 		path, scope = c.scope.cgroupPath(), &c.scope.scope
 	}
-	p, err := newPod(c.init.Pid(), path, scope, c.spec, c.overhead)
+	p, err := newPod(c.init.Pid(), path, scope, c.spec, c.overhead, c.perContainer)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
 		return

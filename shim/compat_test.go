@@ -3,6 +3,8 @@ package shim
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,10 +20,13 @@ func TestSandboxOverheadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := def.SandboxOverhead(); got != DefaultSandboxOverheadMiB<<20 {
-		t.Errorf("default overhead %d, want %d MiB", got, DefaultSandboxOverheadMiB)
+	if got := def.SandboxOverhead(); got != -1 {
+		t.Errorf("default overhead %d, want -1 (measured)", got)
 	}
-	if got := (*Config)(nil).SandboxOverhead(); got != DefaultSandboxOverheadMiB<<20 {
+	if got := def.ContainerOverhead(); got != DefaultContainerOverheadMiB<<20 {
+		t.Errorf("default per-container overhead %d, want %d MiB", got, DefaultContainerOverheadMiB)
+	}
+	if got := (*Config)(nil).SandboxOverhead(); got != -1 {
 		t.Errorf("nil config overhead %d, want the default", got)
 	}
 	c, err := parseConfig([]byte("sandbox_overhead_mib = 48\n"), "runsc.toml")
@@ -35,10 +40,16 @@ func TestSandboxOverheadConfig(t *testing.T) {
 	if err != nil || c.SandboxOverhead() != 0 {
 		t.Errorf("sandbox_overhead_mib = 0: %v, %v", c, err)
 	}
-	for _, bad := range []string{"sandbox_overhead_mib = -1\n", "sandbox_overhead_mib = 100000000\n", "sandbox_overhead_mib = \"20\"\n"} {
-		_, err := parseConfig([]byte(bad), "runsc.toml")
-		if err == nil || !strings.Contains(err.Error(), "sandbox_overhead_mib") {
-			t.Errorf("%q: error %v, want one naming sandbox_overhead_mib", bad, err)
+	c, err = parseConfig([]byte("container_overhead_mib = 4\n"), "runsc.toml")
+	if err != nil || c.ContainerOverhead() != 4<<20 || c.SandboxOverhead() != -1 {
+		t.Errorf("container_overhead_mib = 4: %v, %v", c, err)
+	}
+	for _, key := range []string{"sandbox_overhead_mib", "container_overhead_mib"} {
+		for _, bad := range []string{key + " = -1\n", key + " = 100000000\n", key + " = \"20\"\n"} {
+			_, err := parseConfig([]byte(bad), "runsc.toml")
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Errorf("%q: error %v, want one naming %s", bad, err, key)
+			}
 		}
 	}
 }
@@ -49,21 +60,43 @@ func TestPodResourcesOverhead(t *testing.T) {
 		return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &v}}
 	}
 	for _, tc := range []struct {
-		name       string
-		containers map[string]*specs.LinuxResources
-		overhead   int64
-		want       int64
+		name                   string
+		containers             map[string]*specs.LinuxResources
+		overhead, perContainer int64
+		want                   int64
 	}{
-		{"one container", map[string]*specs.LinuxResources{"a": lim(15)}, 20 << 20, 35 << 20},
-		{"two containers", map[string]*specs.LinuxResources{"a": lim(15), "b": lim(100)}, 20 << 20, 135 << 20},
-		{"zero overhead", map[string]*specs.LinuxResources{"a": lim(15)}, 0, 15 << 20},
-		{"a container without limit", map[string]*specs.LinuxResources{"a": lim(15), "b": {}}, 20 << 20, -1},
-		{"no container", map[string]*specs.LinuxResources{}, 20 << 20, -1},
+		{"one container", map[string]*specs.LinuxResources{"a": lim(15)}, 12 << 20, 10 << 20, 37 << 20},
+		{"two containers", map[string]*specs.LinuxResources{"a": lim(15), "b": lim(100)}, 12 << 20, 10 << 20, 147 << 20},
+		{"zero overhead", map[string]*specs.LinuxResources{"a": lim(15)}, 0, 0, 15 << 20},
+		{"a container without limit", map[string]*specs.LinuxResources{"a": lim(15), "b": {}}, 12 << 20, 10 << 20, -1},
+		{"no container", map[string]*specs.LinuxResources{}, 12 << 20, 10 << 20, -1},
 	} {
-		got := podResources(tc.containers, tc.overhead)
+		got := podResources(tc.containers, tc.overhead, tc.perContainer)
 		if *got.Memory.Limit != tc.want {
 			t.Errorf("%s: sandbox memory limit %d, want %d", tc.name, *got.Memory.Limit, tc.want)
 		}
+	}
+}
+
+// TestMeasureOverhead: unset, the sandbox's own memory is its cgroup's
+// usage when the first container joins, rounded up to a MiB; unreadable,
+// FallbackSandboxOverheadMiB.
+func TestMeasureOverhead(t *testing.T) {
+	dir := t.TempDir()
+	usage := "memory.usage_in_bytes"
+	if unifiedCgroups {
+		usage = "memory.current"
+	}
+	if err := os.WriteFile(filepath.Join(dir, usage), []byte("12582913\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &pod{oomFile: filepath.Join(dir, "memory.oom_control")}
+	if got := p.measureOverhead(); got != 13<<20 {
+		t.Errorf("usage 12 MiB + 1 byte: overhead %d, want 13 MiB", got)
+	}
+	p = &pod{oomFile: filepath.Join(dir, "missing", "memory.oom_control")}
+	if got := p.measureOverhead(); got != FallbackSandboxOverheadMiB<<20 {
+		t.Errorf("unreadable usage: overhead %d, want %d MiB", got, FallbackSandboxOverheadMiB)
 	}
 }
 

@@ -69,9 +69,11 @@ type container struct {
 	memLimit  uint64
 	// cpuMax is the highest CPU usage reported, in ns.
 	cpuMax uint64
-	// overhead is the memory the sandbox gets beyond its containers'
-	// limits, if this container starts one (sandbox_overhead_mib).
-	overhead int64
+	// overhead is the memory the sandbox gets for itself beyond its
+	// containers' limits, if this container starts one
+	// (sandbox_overhead_mib; -1: measured), and perContainer what it gets
+	// for each container that joins it (container_overhead_mib).
+	overhead, perContainer int64
 }
 
 func (c *container) memoryLimit() uint64 {
@@ -142,17 +144,18 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		res = spec.Linux.Resources
 	}
 	return &container{
-		id:        r.ID,
-		bundle:    r.Bundle,
-		runsc:     rs,
-		init:      init,
-		execs:     make(map[string]proc.Process),
-		sandboxID: sandboxID,
-		spec:      spec,
-		resources: res,
-		memLimit:  oci.MemoryLimit(spec),
-		scope:     scope,
-		overhead:  cfg.SandboxOverhead(),
+		id:           r.ID,
+		bundle:       r.Bundle,
+		runsc:        rs,
+		init:         init,
+		execs:        make(map[string]proc.Process),
+		sandboxID:    sandboxID,
+		spec:         spec,
+		resources:    res,
+		memLimit:     oci.MemoryLimit(spec),
+		scope:        scope,
+		overhead:     cfg.SandboxOverhead(),
+		perContainer: cfg.ContainerOverhead(),
 	}, nil
 }
 

@@ -77,11 +77,17 @@ type Config struct {
 	// ignores it on cgroup v1; see cgroup_systemd.go).
 	SystemdCgroup bool `toml:"-"`
 
-	// SandboxOverheadMiB is the memory, in MiB, the sandbox's host cgroup
-	// gets on top of the sum of its containers' limits (the Sentry and
-	// gofers are charged to it); nil means DefaultSandboxOverheadMiB. See
-	// SandboxOverhead.
+	// SandboxOverheadMiB is the memory, in MiB, a pod's sandbox host cgroup
+	// gets for the sandbox itself (the Sentry, the pause container and its
+	// gofer are charged to it) on top of its containers' limits; nil means
+	// measured: the sandbox cgroup's usage when the first container joins.
+	// See SandboxOverhead.
 	SandboxOverheadMiB *int64 `toml:"sandbox_overhead_mib"`
+	// ContainerOverheadMiB is the memory, in MiB, the sandbox's host cgroup
+	// gets for each container that joins it on top of that container's
+	// limit (its gofer and its share of the Sentry); nil means
+	// DefaultContainerOverheadMiB. See ContainerOverhead.
+	ContainerOverheadMiB *int64 `toml:"container_overhead_mib"`
 
 	// The following keys exist in gVisor's runsc.toml and are accepted so
 	// that existing files load.
@@ -97,26 +103,34 @@ type Config struct {
 // fileConfig is Config as it is decoded: runsc_config values may be TOML
 // strings, booleans or integers and are normalised to strings afterwards.
 type fileConfig struct {
-	BinaryName  string         `toml:"binary_name"`
-	Root        string         `toml:"root"`
-	LogLevel    string         `toml:"log_level"`
-	LogPath     string         `toml:"log_path"`
-	RunscConfig map[string]any `toml:"runsc_config"`
-	Overhead    *int64         `toml:"sandbox_overhead_mib"`
-	ShimCgroup  string         `toml:"shim_cgroup"`
-	IoUID       uint32         `toml:"io_uid"`
-	IoGID       uint32         `toml:"io_gid"`
+	BinaryName   string         `toml:"binary_name"`
+	Root         string         `toml:"root"`
+	LogLevel     string         `toml:"log_level"`
+	LogPath      string         `toml:"log_path"`
+	RunscConfig  map[string]any `toml:"runsc_config"`
+	Overhead     *int64         `toml:"sandbox_overhead_mib"`
+	PerContainer *int64         `toml:"container_overhead_mib"`
+	ShimCgroup   string         `toml:"shim_cgroup"`
+	IoUID        uint32         `toml:"io_uid"`
+	IoGID        uint32         `toml:"io_gid"`
 }
 
 // configKeys lists the top-level keys of a config file, for error messages.
-const configKeys = "binary_name, root, log_level, log_path, sandbox_overhead_mib, shim_cgroup, io_uid, io_gid, [runsc_config]"
+const configKeys = "binary_name, root, log_level, log_path, sandbox_overhead_mib, container_overhead_mib, shim_cgroup, io_uid, io_gid, [runsc_config]"
 
-// DefaultSandboxOverheadMiB is sandbox_overhead_mib when runsc.toml does not
-// set it: what an idle one-container CRI pod's sandbox (Sentry and gofer) is
-// charged in its host memory cgroup on the CI host, between runsc 20221219
-// (17.5 MiB) and current runsc (21-22 MiB), so that a one-container pod's
-// container limit holds within 3 MiB with either (docs/compatibility.md).
-const DefaultSandboxOverheadMiB = 20
+// FallbackSandboxOverheadMiB is the sandbox's own memory when
+// sandbox_overhead_mib is unset and the sandbox cgroup's usage cannot be
+// read when its first container joins: the most an idle CRI sandbox (Sentry,
+// pause container and its gofer) was charged on the CI host, 11-12 MiB with
+// runsc 20221219 and 14-16 MiB with current runsc (docs/compatibility.md).
+const FallbackSandboxOverheadMiB = 16
+
+// DefaultContainerOverheadMiB is container_overhead_mib when runsc.toml does
+// not set it: a joined idle busybox container adds 6.3-7.5 MiB to its
+// sandbox's cgroup with either runsc generation (its gofer and the Sentry's
+// state for it), so a container holding memory up to its limit is not
+// killed, and one that goes about 3 MiB beyond it is (docs/compatibility.md).
+const DefaultContainerOverheadMiB = 10
 
 // maxSandboxOverheadMiB bounds sandbox_overhead_mib (64 GiB).
 const maxSandboxOverheadMiB = 64 << 10
@@ -232,16 +246,20 @@ func parseConfig(b []byte, name string) (*Config, error) {
 	if fc.Overhead != nil && (*fc.Overhead < 0 || *fc.Overhead > maxSandboxOverheadMiB) {
 		return nil, invalid("sandbox_overhead_mib %d: must be between 0 and %d", *fc.Overhead, maxSandboxOverheadMiB)
 	}
+	if fc.PerContainer != nil && (*fc.PerContainer < 0 || *fc.PerContainer > maxSandboxOverheadMiB) {
+		return nil, invalid("container_overhead_mib %d: must be between 0 and %d", *fc.PerContainer, maxSandboxOverheadMiB)
+	}
 
 	c := &Config{
-		SandboxOverheadMiB: fc.Overhead,
-		BinaryName:         fc.BinaryName,
-		Root:               fc.Root,
-		LogLevel:           fc.LogLevel,
-		LogPath:            fc.LogPath,
-		ShimCgroup:         fc.ShimCgroup,
-		IoUID:              fc.IoUID,
-		IoGID:              fc.IoGID,
+		SandboxOverheadMiB:   fc.Overhead,
+		ContainerOverheadMiB: fc.PerContainer,
+		BinaryName:           fc.BinaryName,
+		Root:                 fc.Root,
+		LogLevel:             fc.LogLevel,
+		LogPath:              fc.LogPath,
+		ShimCgroup:           fc.ShimCgroup,
+		IoUID:                fc.IoUID,
+		IoGID:                fc.IoGID,
 	}
 	if len(fc.RunscConfig) > 0 {
 		c.RunscConfig = make(map[string]string, len(fc.RunscConfig))
@@ -375,12 +393,23 @@ func unsupportedOptions(typeURL string) error {
 		typeURL, errdefs.ErrInvalidArgument)
 }
 
-// SandboxOverhead is sandbox_overhead_mib in bytes (the default if unset).
+// SandboxOverhead is sandbox_overhead_mib in bytes, or -1 if unset: the
+// shim then measures the sandbox's own memory when its first container
+// joins.
 func (c *Config) SandboxOverhead() int64 {
 	if c == nil || c.SandboxOverheadMiB == nil {
-		return DefaultSandboxOverheadMiB << 20
+		return -1
 	}
 	return *c.SandboxOverheadMiB << 20
+}
+
+// ContainerOverhead is container_overhead_mib in bytes (the default if
+// unset).
+func (c *Config) ContainerOverhead() int64 {
+	if c == nil || c.ContainerOverheadMiB == nil {
+		return DefaultContainerOverheadMiB << 20
+	}
+	return *c.ContainerOverheadMiB << 20
 }
 
 // RunscFlags returns the runsc global flags from [runsc_config] as

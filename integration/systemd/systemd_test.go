@@ -279,11 +279,16 @@ func (e *env) testPodInScope(t *testing.T) {
 	}
 
 	id := p.start(t, "limited", []string{"sh", "-c", "while :; do :; done"}, 128*mib)
-	overhead := shim.DefaultSandboxOverheadMiB
-	wantLimit := strconv.Itoa((128 + overhead) * mib)
-	if got := readLimit(t, want); got != wantLimit {
-		t.Errorf("scope's memory limit with one 128 MiB container: %s, want %s (its limit + %d MiB)", got, wantLimit, overhead)
+	// The scope gets the container's limit, container_overhead_mib and
+	// the sandbox's own memory, measured by the shim when it joined.
+	got := readLimit(t, want)
+	n, _ := strconv.Atoi(got)
+	own := n - (128+shim.DefaultContainerOverheadMiB)*mib
+	if own < 4*mib || own > 40*mib || own%mib != 0 {
+		t.Errorf("scope's memory limit with one 128 MiB container: %s = its limit + %d MiB + %d bytes for the sandbox itself; want that last a whole number of MiB between 4 and 40",
+			got, shim.DefaultContainerOverheadMiB, own)
 	}
+	wantLimit := got
 	prop := "MemoryLimit"
 	if cgroups.Mode() == cgroups.Unified {
 		prop = "MemoryMax"
@@ -343,7 +348,7 @@ func (e *env) testPodInScope(t *testing.T) {
 		ContainerId: id, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 * mib}}); err != nil {
 		t.Fatalf("UpdateContainerResources to 96 MiB: %v", err)
 	}
-	wantLimit = strconv.Itoa((96 + overhead) * mib)
+	wantLimit = strconv.Itoa((96+shim.DefaultContainerOverheadMiB)*mib + own)
 	if got, prop := readLimit(t, want), unitProperty(t, p.unit(), prop); got != wantLimit || prop != wantLimit {
 		t.Errorf("scope after updating the container to 96 MiB: memory limit %s, unit property %s, want %s", got, prop, wantLimit)
 	}
