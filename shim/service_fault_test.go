@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,14 +174,16 @@ func newFaultEnv(t *testing.T) *faultEnv {
 		// the bundle) before the test's directories are removed.
 		env.killAll()
 		env.s.mu.Lock()
-		var roots []*container
+		// The sandboxes, and the pod members that were started: their
+		// waiters report their exits once the sandbox has gone.
+		var waited []*container
 		for _, c := range env.s.containers {
-			if !c.init.Subcontainer() {
-				roots = append(roots, c)
+			if !c.init.Subcontainer() || slices.Contains(env.pub.of(c.id), "start "+c.id) {
+				waited = append(waited, c)
 			}
 		}
 		env.s.mu.Unlock()
-		for _, c := range roots {
+		for _, c := range waited {
 			select {
 			case <-c.init.Done():
 			case <-time.After(10 * time.Second):
