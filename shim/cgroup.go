@@ -1,9 +1,11 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
 )
 
@@ -135,8 +138,12 @@ type pod struct {
 	gone bool
 	// members are the containers that joined the sandbox.
 	members map[string]bool
-	// cpuFile is the sandbox cgroup's CPU counter, once found.
-	cpuFile string
+	// cpuFile is the sandbox cgroup's CPU counter, kept open once found
+	// (read with pread at every stats poll of a pod member).
+	cpuFile *os.File
+	// control is the sandbox's control server, whose connection the pod
+	// members' stats polls share (nil: each call connects).
+	control *runsc.Control
 	// lastOOM is the last OOM count read, kept for when the counter file
 	// has gone with the cgroup.
 	lastOOM uint64
@@ -182,6 +189,22 @@ func (p *pod) exited() {
 	p.mu.Lock()
 	p.gone = true
 	p.mu.Unlock()
+	p.release()
+}
+
+// release closes what the pod keeps open for stats polls: the CPU counter
+// and the control connection. The sandbox's exit and its delete release it.
+func (p *pod) release() {
+	p.mu.Lock()
+	f := p.cpuFile
+	p.cpuFile = nil
+	p.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+	if p.control != nil {
+		p.control.Close()
+	}
 }
 
 // update applies r to the sandbox's cgroup directly (a standalone container).
@@ -212,31 +235,44 @@ func (p *pod) stat() (any, error) {
 // v2), not the whole cgroup's stats: pod members' stats polls need it.
 func (p *pod) cpuUsage() uint64 {
 	p.mu.Lock()
-	gone, file := p.gone, p.cpuFile
-	p.mu.Unlock()
-	if gone {
+	defer p.mu.Unlock()
+	if p.gone {
 		return 0
 	}
-	if file == "" {
-		var err error
-		if file, err = cpuCounterFile(p.pid); err != nil {
+	if p.cpuFile == nil {
+		name, err := cpuCounterFile(p.pid)
+		if err != nil {
 			return 0
 		}
-		p.mu.Lock()
-		p.cpuFile = file
-		p.mu.Unlock()
+		if p.cpuFile, err = os.Open(name); err != nil {
+			return 0
+		}
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
+	// A cgroup file is generated afresh by every read at offset 0.
+	var buf [512]byte
+	n, err := p.cpuFile.ReadAt(buf[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return 0
 	}
-	if !unifiedCgroups {
-		v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return parseCPUCounter(buf[:n], unifiedCgroups)
+}
+
+// parseCPUCounter reads the CPU time in ns from cpuacct.usage (v1: the
+// number of ns) or cpu.stat (v2: its usage_usec line).
+func parseCPUCounter(b []byte, unified bool) uint64 {
+	if !unified {
+		v, _ := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
 		return v
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("usage_usec ")); ok {
+			n, _ := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
 			return n * 1000
 		}
 	}
@@ -301,11 +337,20 @@ func (p *pod) setMember(id string, in bool) {
 	}
 }
 
-// memberCount is the number of containers that joined the sandbox.
-func (p *pod) memberCount() int {
+// memberRank is the place of member id among the sandbox's members in id
+// order, and their number (0, 0 for a container that is not a member).
+func (p *pod) memberRank(id string) (rank, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.members)
+	if !p.members[id] {
+		return 0, 0
+	}
+	for m := range p.members {
+		if m < id {
+			rank++
+		}
+	}
+	return rank, len(p.members)
 }
 
 func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
@@ -439,6 +484,7 @@ func (s *service) newPod(ctx context.Context, c *container) {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
 		return
 	}
+	p.control = c.runsc.NewControl(c.id)
 	c.pod, c.oomBase = p, p.oomKills()
 	s.mu.Lock()
 	s.pods[c.id] = p
@@ -481,4 +527,5 @@ func (s *service) leavePod(c *container) {
 	s.mu.Lock()
 	delete(s.pods, c.id)
 	s.mu.Unlock()
+	c.pod.release()
 }
