@@ -141,6 +141,12 @@ type pod struct {
 	// cpuFile is the sandbox cgroup's CPU counter, kept open once found
 	// (read with pread at every stats poll of a pod member).
 	cpuFile *os.File
+	// memUsage and memStat are the sandbox cgroup's memory usage and
+	// memory.stat, kept open once found; statBuf is their read buffer.
+	memUsage, memStat *os.File
+	statBuf           []byte
+	// sentryMem is the memory the Sentry last reported for each member.
+	sentryMem map[string]uint64
 	// control is the sandbox's control server, whose connection the pod
 	// members' stats polls share (nil: each call connects).
 	control *runsc.Control
@@ -196,11 +202,13 @@ func (p *pod) exited() {
 // and the control connection. The sandbox's exit and its delete release it.
 func (p *pod) release() {
 	p.mu.Lock()
-	f := p.cpuFile
-	p.cpuFile = nil
+	files := []*os.File{p.cpuFile, p.memUsage, p.memStat}
+	p.cpuFile, p.memUsage, p.memStat = nil, nil, nil
 	p.mu.Unlock()
-	if f != nil {
-		f.Close()
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
 	}
 	if p.control != nil {
 		p.control.Close()
@@ -255,6 +263,129 @@ func (p *pod) cpuUsage() uint64 {
 		return 0
 	}
 	return parseCPUCounter(buf[:n], unifiedCgroups)
+}
+
+// hostMemory reads the sandbox cgroup's memory usage and inactive file
+// cache (v1 memory.usage_in_bytes and total_inactive_file, v2
+// memory.current and inactive_file): what the host kernel charges the pod,
+// tmpfs included. ok is false when they cannot be read. p.mu is held.
+func (p *pod) hostMemory() (usage, inactive uint64, ok bool) {
+	if p.gone || p.oomFile == "" {
+		return 0, 0, false
+	}
+	dir := filepath.Dir(p.oomFile)
+	usageName, inactiveKey := "memory.usage_in_bytes", "total_inactive_file"
+	if unifiedCgroups {
+		usageName, inactiveKey = "memory.current", "inactive_file"
+	}
+	var err error
+	if p.memUsage == nil {
+		if p.memUsage, err = os.Open(filepath.Join(dir, usageName)); err != nil {
+			return 0, 0, false
+		}
+	}
+	if p.memStat == nil {
+		if p.memStat, err = os.Open(filepath.Join(dir, "memory.stat")); err != nil {
+			return 0, 0, false
+		}
+	}
+	if p.statBuf == nil {
+		p.statBuf = make([]byte, 16<<10)
+	}
+	n, err := p.memUsage.ReadAt(p.statBuf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, false
+	}
+	if usage, err = strconv.ParseUint(string(bytes.TrimSpace(p.statBuf[:n])), 10, 64); err != nil {
+		return 0, 0, false
+	}
+	n, err = p.memStat.ReadAt(p.statBuf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, false
+	}
+	return usage, statValue(p.statBuf[:n], inactiveKey), true
+}
+
+// statValue is the value of key in a cgroup "key value" file (0: absent).
+func statValue(b []byte, key string) uint64 {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte(key)); ok && len(v) > 0 && v[0] == ' ' {
+			n, _ := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// attributeHost adds to member id's memory, as the Sentry reported it in
+// st, its share of what the host charges the sandbox beyond the Sentry's
+// figures for all members: the pod's tmpfs (/dev/shm, shared by the pod's
+// containers), and the Sentry's and gofers' own memory. The members'
+// figures then sum to the sandbox cgroup's usage, which is the pod's
+// (ListPodSandboxStats), and memory a container writes to tmpfs is counted.
+// The share is added as file cache (it is shmem on the host: rssBytes stays
+// the Sentry's anonymous memory), with the member's share of the host's
+// inactive file cache, so that the working set follows the host's.
+func (p *pod) attributeHost(id string, st *runsc.Stats) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.members[id] {
+		return
+	}
+	usage, inactive, ok := p.hostMemory()
+	if !ok {
+		return
+	}
+	if p.sentryMem == nil {
+		p.sentryMem = map[string]uint64{}
+	}
+	p.sentryMem[id] = st.Memory.Usage.Usage
+	var sentry uint64
+	for _, v := range p.sentryMem {
+		sentry += v
+	}
+	rank, n := 0, len(p.members)
+	for m := range p.members {
+		if m < id {
+			rank++
+		}
+	}
+	if usage > sentry {
+		extra := shareOf(usage-sentry, rank, n)
+		st.Memory.Usage.Usage += extra
+		st.Memory.Cache += extra
+	}
+	if st.Memory.Raw == nil {
+		st.Memory.Raw = map[string]uint64{}
+	}
+	if _, ok := st.Memory.Raw["inactive_file"]; !ok {
+		st.Memory.Raw["inactive_file"] = st.Memory.Raw["total_inactive_file"]
+	}
+	st.Memory.Raw["inactive_file"] += shareOf(inactive, rank, n)
+	delete(st.Memory.Raw, "total_inactive_file")
+	if st.Memory.Usage.Usage > st.Memory.Usage.Max {
+		st.Memory.Usage.Max = st.Memory.Usage.Usage
+	}
+}
+
+// shareOf is the share of v of the member of the given rank among n: v
+// split evenly, the first members taking the remainder's units, so that
+// the shares sum to v.
+func shareOf(v uint64, rank, n int) uint64 {
+	if n <= 1 {
+		return v
+	}
+	s := v / uint64(n)
+	if uint64(rank) < v%uint64(n) {
+		s++
+	}
+	return s
 }
 
 // parseCPUCounter reads the CPU time in ns from cpuacct.usage (v1: the
@@ -334,6 +465,7 @@ func (p *pod) setMember(id string, in bool) {
 		p.members[id] = true
 	} else {
 		delete(p.members, id)
+		delete(p.sentryMem, id)
 	}
 }
 

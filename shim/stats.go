@@ -240,6 +240,9 @@ func (c *container) runscStats(ctx context.Context) (*runsc.Stats, error) {
 			rank, n := c.pod.memberRank(c.id)
 			splitSandboxWide(st, rank, n)
 		}
+		if err == nil && c.pod != nil {
+			c.pod.attributeHost(c.id, st)
+		}
 		if !errors.Is(err, runsc.ErrNoControlSocket) {
 			return st, err
 		}
@@ -260,13 +263,7 @@ func splitSandboxWide(st *runsc.Stats, rank, n int) {
 	if n <= 1 || rank < 0 || rank >= n {
 		return
 	}
-	share := func(v uint64) uint64 {
-		s := v / uint64(n)
-		if uint64(rank) < v%uint64(n) {
-			s++
-		}
-		return s
-	}
+	share := func(v uint64) uint64 { return shareOf(v, rank, n) }
 	st.Memory.Usage.Usage = share(st.Memory.Usage.Usage)
 	st.Memory.Cache = share(st.Memory.Cache)
 	st.Memory.Swap.Usage = share(st.Memory.Swap.Usage)

@@ -1,6 +1,8 @@
 package shim
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
@@ -121,4 +123,62 @@ func TestParseCPUCounter(t *testing.T) {
 	if v := parseCPUCounter([]byte("user_usec 1"), true); v != 0 {
 		t.Errorf("cpu.stat without usage_usec: %d", v)
 	}
+}
+
+// A pod member's memory is the Sentry's figure plus its share of what the
+// host charges the sandbox beyond the Sentry's figures for all members
+// (the pod's tmpfs, the Sentry's own memory): the members sum to the
+// sandbox cgroup's usage, and rssBytes stays the Sentry's anonymous memory.
+func TestAttributeHostMemory(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const host, inactive = 100_000_001, 10_000_000
+	write("memory.usage_in_bytes", "100000001\n")
+	write("memory.current", "100000001\n")
+	write("memory.stat", "cache 5\ntotal_inactive_file 10000000\ninactive_file 10000000\nfile 3\n")
+	p := &pod{oomFile: filepath.Join(dir, "memory.oom_control")}
+	p.setMember("a", true)
+	p.setMember("b", true)
+	sentry := map[string]uint64{"a": 30_000_000, "b": 2_000_000}
+	// The first round tells the pod what the Sentry reports for each
+	// member (containerd polls them all every second).
+	for _, id := range []string{"a", "b"} {
+		st := &runsc.Stats{}
+		st.Memory.Usage.Usage = sentry[id]
+		p.attributeHost(id, st)
+	}
+	var sum, inactiveSum uint64
+	for _, id := range []string{"a", "b"} {
+		st := &runsc.Stats{}
+		st.Memory.Usage.Usage = sentry[id]
+		p.attributeHost(id, st)
+		m := metricsV1(st, 0).Memory
+		extra := m.Usage.Usage - sentry[id]
+		if extra < (host-32_000_000)/2 || extra > (host-32_000_000)/2+1 {
+			t.Errorf("%s: usage %d, want the Sentry's %d + half of the rest", id, m.Usage.Usage, sentry[id])
+		}
+		if m.TotalRSS != sentry[id] {
+			t.Errorf("%s: rss %d, want the Sentry's %d", id, m.TotalRSS, sentry[id])
+		}
+		sum += m.Usage.Usage
+		inactiveSum += m.TotalInactiveFile
+	}
+	if sum != host || inactiveSum != inactive {
+		t.Errorf("members sum to usage %d, inactive file %d; want the host cgroup's %d, %d", sum, inactiveSum, host, inactive)
+	}
+	// Without the cgroup's files (gone with the sandbox): the Sentry's.
+	gone := &pod{oomFile: filepath.Join(t.TempDir(), "memory.oom_control")}
+	gone.setMember("a", true)
+	st := &runsc.Stats{}
+	st.Memory.Usage.Usage = 42
+	gone.attributeHost("a", st)
+	if st.Memory.Usage.Usage != 42 {
+		t.Errorf("no host cgroup: usage %d, want the Sentry's 42", st.Memory.Usage.Usage)
+	}
+	p.release()
 }
