@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/integration/harness"
@@ -23,6 +26,8 @@ import (
 func TestCRIResources(t *testing.T) {
 	forEachCRIDaemon(t, func(t *testing.T, e *criEnv) {
 		t.Run("cri-stats", e.testCRIStats)
+		t.Run("cri-pod-stats", e.testCRIPodStats)
+		t.Run("cri-stats-tmpfs", e.testCRIStatsTmpfs)
 		t.Run("cri-update", e.testCRIUpdate)
 		t.Run("cri-pod-resources", e.testCRIPodResources)
 		t.Run("cri-oom", e.testCRIOOM)
@@ -293,6 +298,203 @@ func (e *criEnv) testCRIStats(t *testing.T) {
 			t.Errorf("cumulative CPU usage of a sleeping pod container went back: %s", durations(series))
 			break
 		}
+	}
+	p.stopRemove(t, true)
+}
+
+// hostFigures are what the host kernel accounts in a cgroup: memory usage,
+// working set (usage without the inactive file cache, as containerd and
+// kubelet compute it) and CPU time in ns.
+type hostFigures struct{ usage, workingSet, cpu uint64 }
+
+// sandboxHostFigures reads the host cgroup of the sandbox process pid.
+func sandboxHostFigures(t *testing.T, pid int) hostFigures {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatalf("cgroups of sandbox pid %d: %v", pid, err)
+	}
+	num := func(file, key string) uint64 {
+		v, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("sandbox pid %d: %v", pid, err)
+		}
+		if key == "" {
+			n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			return n
+		}
+		for _, line := range strings.Split(string(v), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+				n, _ := strconv.ParseUint(f[1], 10, 64)
+				return n
+			}
+		}
+		t.Fatalf("%s: no %s", file, key)
+		return 0
+	}
+	var h hostFigures
+	var inactive uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if cgroups.Mode() == cgroups.Unified {
+			if f[0] == "0" {
+				dir := filepath.Join("/sys/fs/cgroup", f[2])
+				h.usage = num(filepath.Join(dir, "memory.current"), "")
+				inactive = num(filepath.Join(dir, "memory.stat"), "inactive_file")
+				h.cpu = num(filepath.Join(dir, "cpu.stat"), "usage_usec") * 1000
+			}
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			switch c {
+			case "memory":
+				dir := filepath.Join("/sys/fs/cgroup/memory", f[2])
+				h.usage = num(filepath.Join(dir, "memory.usage_in_bytes"), "")
+				inactive = num(filepath.Join(dir, "memory.stat"), "total_inactive_file")
+			case "cpuacct":
+				h.cpu = num(filepath.Join("/sys/fs/cgroup/cpuacct", f[2], "cpuacct.usage"), "")
+			}
+		}
+	}
+	if h.usage == 0 || h.cpu == 0 {
+		t.Fatalf("sandbox pid %d: no memory or CPU figures in its cgroups:\n%s", pid, b)
+	}
+	if inactive < h.usage {
+		h.workingSet = h.usage - inactive
+	}
+	return h
+}
+
+// statsMemorySlack is how far a sandbox's memory may move between two
+// readings of its host cgroup a few milliseconds apart (one
+// ListPodSandboxStats call in between) while its only container loops
+// without allocating: the Sentry's and gofer's own page faults and the
+// kernel's per-CPU charge batching (up to 64 pages per CPU on v1 hosts).
+const statsMemorySlack = 2 << 20
+
+// within reports whether v lies between a and b (either order), widened
+// by slack.
+func within(v, a, b, slack uint64) bool {
+	lo, hi := min(a, b), max(a, b)
+	return v+slack >= lo && v <= hi+slack
+}
+
+// testCRIPodStats: ListPodSandboxStats of a runsc pod reports its sandbox's
+// host cgroup (containerd reads the pod's cgroup; the sandbox is all of it):
+// CPU time between two readings of the host counter taken around the
+// call, memory usage and working set within statsMemorySlack of them. And a
+// busy container's usageNanoCores, which containerd computes from
+// consecutive samples, reads neither 0 nor more than the machine's CPUs
+// across consecutive polls.
+func (e *criEnv) testCRIPodStats(t *testing.T) {
+	p, _ := e.runResourcePod(t, "podstats", nil)
+	busy := p.start(t, criContainer{name: "busy", command: []string{"sh", "-c", "while :; do :; done"}})
+	pid := p.sandboxInfo(t).Pid
+	list := func() *runtimeapi.PodSandboxStats {
+		t.Helper()
+		resp, err := e.c.Runtime.ListPodSandboxStats(criCtx(t), &runtimeapi.ListPodSandboxStatsRequest{
+			Filter: &runtimeapi.PodSandboxStatsFilter{Id: p.id}})
+		if status.Code(err) == codes.Unimplemented {
+			t.Skipf("containerd %s: ListPodSandboxStats: %v", e.v, err)
+		}
+		if err != nil {
+			t.Fatalf("ListPodSandboxStats of pod %s: %v", p.id, err)
+		}
+		for _, s := range resp.GetStats() {
+			if s.GetAttributes().GetId() == p.id {
+				return s
+			}
+		}
+		t.Fatalf("ListPodSandboxStats lacks pod %s (%d listed)", p.id, len(resp.GetStats()))
+		return nil
+	}
+	// The busy container's CPU time reaches the pod's cgroup.
+	deadline := time.Now().Add(10 * time.Second)
+	for sandboxHostFigures(t, pid).cpu < uint64(200*time.Millisecond) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 3 {
+		before := sandboxHostFigures(t, pid)
+		ps := list()
+		after := sandboxHostFigures(t, pid)
+		cpu := ps.GetLinux().GetCpu().GetUsageCoreNanoSeconds().GetValue()
+		mem := ps.GetLinux().GetMemory()
+		t.Logf("poll %d: pod cpu %v (host %v..%v), usage %d (host %d..%d), working set %d (host %d..%d)", i,
+			time.Duration(cpu), time.Duration(before.cpu), time.Duration(after.cpu),
+			mem.GetUsageBytes().GetValue(), before.usage, after.usage,
+			mem.GetWorkingSetBytes().GetValue(), before.workingSet, after.workingSet)
+		if cpu < before.cpu || cpu > after.cpu {
+			t.Errorf("poll %d: pod CPU %v outside the host cgroup's %v..%v read around the call", i,
+				time.Duration(cpu), time.Duration(before.cpu), time.Duration(after.cpu))
+		}
+		if u := mem.GetUsageBytes().GetValue(); !within(u, before.usage, after.usage, statsMemorySlack) {
+			t.Errorf("poll %d: pod memory usage %d bytes, host cgroup %d..%d (slack %d)", i, u, before.usage, after.usage, statsMemorySlack)
+		}
+		if w := mem.GetWorkingSetBytes().GetValue(); !within(w, before.workingSet, after.workingSet, statsMemorySlack) {
+			t.Errorf("poll %d: pod working set %d bytes, host cgroup %d..%d (slack %d)", i, w, before.workingSet, after.workingSet, statsMemorySlack)
+		}
+	}
+
+	// usageNanoCores of the busy container over consecutive polls, about a
+	// second apart (containerd 2.x samples every second; 1.6 rates each
+	// reading against the previous one).
+	ncpu := uint64(runtime.NumCPU())
+	var cores []string
+	for i := range 6 {
+		time.Sleep(1100 * time.Millisecond)
+		s := e.listContainerStats(t, p.id)[busy]
+		if s == nil {
+			t.Fatalf("ListContainerStats of pod %s lacks container %s", p.id, busy)
+		}
+		nc := s.GetCpu().GetUsageNanoCores().GetValue()
+		cores = append(cores, fmt.Sprintf("%.2f", float64(nc)/1e9))
+		if i == 0 && e.v == "1.6" {
+			continue // rated against ContainerStats calls of other tests
+		}
+		if nc == 0 || nc > ncpu*11e8 {
+			t.Errorf("poll %d: usageNanoCores of the busy container %d, want 0 < n <= %d CPUs", i, nc, ncpu)
+		}
+	}
+	t.Logf("usageNanoCores of the busy container, in cores: %s", strings.Join(cores, " "))
+	p.stopRemove(t, true)
+}
+
+// testCRIStatsTmpfs: memory a container writes to tmpfs (/dev/shm) is
+// counted in its reported memory, as the host kernel counts it in the
+// sandbox's cgroup.
+func (e *criEnv) testCRIStatsTmpfs(t *testing.T) {
+	p, _ := e.runResourcePod(t, "stmpfs", nil)
+	id := p.start(t, criContainer{name: "writer", command: []string{"sleep", "100000"}})
+	pid := p.sandboxInfo(t).Pid
+	const fill = 64 << 20
+	h0 := sandboxHostFigures(t, pid)
+	w0 := e.containerStats(t, id).GetMemory().GetWorkingSetBytes().GetValue()
+	p.execOK(t, id, "dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1048576", "count=64")
+	h1 := sandboxHostFigures(t, pid)
+	if h1.workingSet < h0.workingSet+fill*3/4 {
+		t.Fatalf("host cgroup working set %d -> %d after writing %d bytes to /dev/shm: the host did not count it", h0.workingSet, h1.workingSet, fill)
+	}
+	// The Sentry accounts the pages when it reports: read until it does,
+	// or fail after 10 s.
+	var w1 uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w1 = e.containerStats(t, id).GetMemory().GetWorkingSetBytes().GetValue()
+		if w1 >= w0+fill*3/4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("/dev/shm %d MiB: host cgroup working set %d -> %d, reported %d -> %d", fill>>20, h0.workingSet, h1.workingSet, w0, w1)
+	if w1 < w0+fill*3/4 {
+		t.Errorf("reported working set %d -> %d after writing %d bytes to /dev/shm (host cgroup %d -> %d): tmpfs not counted",
+			w0, w1, fill, h0.workingSet, h1.workingSet)
 	}
 	p.stopRemove(t, true)
 }

@@ -119,15 +119,12 @@ var controlUnsupported sync.Map
 // argument (runsc 20221219).
 var controlEventNoArg sync.Map
 
-// controlCall makes one urpc call to sandbox sid's control server.
+// controlCall makes one urpc call to sandbox sid's control server, on a
+// connection of its own.
 func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result any, timeout time.Duration, sent func()) error {
 	addr, err := r.controlSocket(r.ID(sid))
 	if err != nil {
 		return err
-	}
-	what := method
-	if arg != nil {
-		what = fmt.Sprintf("%s %v", method, arg)
 	}
 	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
 	conn, err := dialControl(dctx, addr)
@@ -136,6 +133,18 @@ func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result
 		return fmt.Errorf("%w: connect %s: %v", ErrNoControlSocket, addr, err)
 	}
 	defer conn.Close()
+	return exchange(ctx, conn, json.NewDecoder(conn), addr, method, arg, result, timeout, sent)
+}
+
+// exchange sends one urpc call on conn and decodes its answer with dec (a
+// decoder kept with conn: the server answers each call with one object).
+// A send or receive failure leaves conn unusable (ErrNoControlSocket,
+// ErrControlLost); a refused call or an answer of another shape does not.
+func exchange(ctx context.Context, conn net.Conn, dec *json.Decoder, addr, method string, arg, result any, timeout time.Duration, sent func()) error {
+	what := method
+	if arg != nil {
+		what = fmt.Sprintf("%s %v", method, arg)
+	}
 	if timeout > 0 {
 		_ = conn.SetDeadline(time.Now().Add(timeout))
 	}
@@ -145,8 +154,12 @@ func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result
 		Method string `json:"method"`
 		Arg    any    `json:"arg"`
 	}{method, arg}
-	if err := json.NewEncoder(conn).Encode(&call); err != nil {
-		return fmt.Errorf("%w: send to %s: %v", ErrNoControlSocket, addr, err)
+	b, err := json.Marshal(&call)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", what, err)
+	}
+	if _, err := conn.Write(b); err != nil {
+		return fmt.Errorf("%w: send to %s: %w", ErrNoControlSocket, addr, brokenConn{err})
 	}
 	if sent != nil {
 		sent()
@@ -156,8 +169,8 @@ func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result
 		Err     string          `json:"err"`
 		Result  json.RawMessage `json:"result"`
 	}
-	if err := json.NewDecoder(conn).Decode(&res); err != nil {
-		return fmt.Errorf("%s (control socket %s): %w: %v", what, addr, ErrControlLost, err)
+	if err := dec.Decode(&res); err != nil {
+		return fmt.Errorf("%s (control socket %s): %w: %w", what, addr, ErrControlLost, brokenConn{err})
 	}
 	if !res.Success {
 		return fmt.Errorf("%s (control socket %s): %s", what, addr, res.Err)
@@ -166,6 +179,100 @@ func (r *Runsc) controlCall(ctx context.Context, sid, method string, arg, result
 		return fmt.Errorf("%w: %s answered %.200s: %v", ErrNoControlSocket, addr, res.Result, err)
 	}
 	return nil
+}
+
+// brokenConn is a send or receive failure: the connection is unusable.
+type brokenConn struct{ err error }
+
+func (b brokenConn) Error() string { return b.err.Error() }
+func (b brokenConn) Unwrap() error { return b.err }
+
+// Control is a sandbox's control server for the calls that answer at once
+// (stats, polled every second by containerd 2.x's CRI): its address, read
+// from the sandbox's state once, and one connection kept open between calls
+// (the server serves any number of calls on a connection), so that a poll
+// costs one write and one read instead of a state file, a connect and a
+// server-side connection. Close it when the sandbox is gone.
+type Control struct {
+	r   *Runsc
+	sid string // containerd's id of the sandbox
+
+	mu     sync.Mutex
+	addr   string
+	conn   net.Conn
+	dec    *json.Decoder
+	closed bool
+}
+
+// NewControl returns the control server of sandbox sid (containerd's id),
+// connected when first used.
+func (r *Runsc) NewControl(sid string) *Control {
+	return &Control{r: r, sid: sid}
+}
+
+// Close closes the connection; later calls use a connection of their own.
+func (c *Control) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.dropLocked()
+	return nil
+}
+
+func (c *Control) dropLocked() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	c.conn, c.dec = nil, nil
+}
+
+// call makes one call on the kept connection. A call made while another is
+// in flight, or after Close, uses a connection of its own. A kept connection
+// that broke (the sandbox stopped its server, or was restored under another
+// socket) is dropped and the call retried once on a new one: the calls made
+// here only read.
+func (c *Control) call(ctx context.Context, method string, arg, result any, timeout time.Duration) error {
+	if !c.mu.TryLock() {
+		return c.r.controlCall(ctx, c.sid, method, arg, result, timeout, nil)
+	}
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.r.controlCall(ctx, c.sid, method, arg, result, timeout, nil)
+	}
+	for attempt := 0; ; attempt++ {
+		reused := c.conn != nil
+		if !reused {
+			if c.addr == "" {
+				addr, err := c.r.controlSocket(c.r.ID(c.sid))
+				if err != nil {
+					return err
+				}
+				c.addr = addr
+			}
+			dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
+			conn, err := dialControl(dctx, c.addr)
+			cancel()
+			if err != nil {
+				err = fmt.Errorf("%w: connect %s: %v", ErrNoControlSocket, c.addr, err)
+				c.addr = ""
+				return err
+			}
+			c.conn, c.dec = conn, json.NewDecoder(conn)
+		}
+		err := exchange(ctx, c.conn, c.dec, c.addr, method, arg, result, timeout, nil)
+		if err == nil {
+			return nil
+		}
+		var b brokenConn
+		if !errors.As(err, &b) && ctx.Err() == nil {
+			return err // answered: the connection is still in step
+		}
+		c.dropLocked()
+		if !reused || attempt > 0 || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		c.addr = ""
+	}
 }
 
 // controlDialTimeout bounds connecting to a control socket; controlTimeout
@@ -180,7 +287,10 @@ const (
 // As runsc does, the container's CPU time is its share of hostCPU (the
 // sandbox's host cgroup usage in ns, 0 when unknown) in proportion to the
 // Sentry's per-container usage.
-func (r *Runsc) ControlStats(ctx context.Context, id, sid string, hostCPU uint64) (*Stats, error) {
+//
+// ctl, if not nil, is sandbox sid's Control (NewControl), whose connection
+// the call reuses.
+func (r *Runsc) ControlStats(ctx context.Context, ctl *Control, id, sid string, hostCPU uint64) (*Stats, error) {
 	key := r.command() + "\x00" + contMgrEvent
 	if _, broken := controlUnsupported.Load(key); broken {
 		return nil, fmt.Errorf("%w: %s does not take the call as this shim sends it", ErrNoControlSocket, contMgrEvent)
@@ -196,11 +306,17 @@ func (r *Runsc) ControlStats(ctx context.Context, id, sid string, hostCPU uint64
 	if _, sandboxWide := controlEventNoArg.Load(r.command()); sandboxWide {
 		arg = nil
 	}
-	err := r.controlCall(ctx, sid, contMgrEvent, arg, &out, controlTimeout, nil)
+	call := func() error {
+		if ctl != nil {
+			return ctl.call(ctx, contMgrEvent, arg, &out, controlTimeout)
+		}
+		return r.controlCall(ctx, sid, contMgrEvent, arg, &out, controlTimeout, nil)
+	}
+	err := call()
 	if err != nil && arg != nil && strings.Contains(err.Error(), "into Go value of type struct {}") {
 		controlEventNoArg.Store(r.command(), true)
 		arg = nil
-		err = r.controlCall(ctx, sid, contMgrEvent, arg, &out, controlTimeout, nil)
+		err = call()
 	}
 	if err != nil {
 		if errors.Is(err, ErrNoControlSocket) || errors.Is(err, ErrControlLost) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -114,7 +115,7 @@ func TestControlStats(t *testing.T) {
 			"containerUsage": map[string]uint64{"c1+": 30, "pod+": 10}}}
 	})
 	// The host cgroup's 1000 ns split 3:1, as runsc splits it.
-	st, err := r.ControlStats(context.Background(), "c1", "pod", 1000)
+	st, err := r.ControlStats(context.Background(), nil, "c1", "pod", 1000)
 	if err != nil || st.CPU.Usage.Total != 750 || st.Memory.Usage.Usage != 4096 {
 		t.Fatalf("stats %+v, %v; want cpu 750, memory 4096", st, err)
 	}
@@ -126,7 +127,7 @@ func TestControlStats(t *testing.T) {
 		return map[string]any{"success": false, "err": "json: cannot unmarshal string into Go value of type boot.EventIn"}
 	})
 	for range 2 {
-		if _, err := r2.ControlStats(context.Background(), "c1", "pod", 0); !errors.Is(err, ErrNoControlSocket) {
+		if _, err := r2.ControlStats(context.Background(), nil, "c1", "pod", 0); !errors.Is(err, ErrNoControlSocket) {
 			t.Fatalf("refused call: %v, want ErrNoControlSocket", err)
 		}
 	}
@@ -146,12 +147,146 @@ func TestControlStatsSandboxWide(t *testing.T) {
 			"containerUsage": map[string]uint64{"c1+": 7, "pod+": 1}}}
 	})
 	for range 2 {
-		st, err := r.ControlStats(context.Background(), "c1", "pod", 0)
+		st, err := r.ControlStats(context.Background(), nil, "c1", "pod", 0)
 		if err != nil || st.Memory.Usage.Usage != 8192 || st.CPU.Usage.Total != 7 {
 			t.Fatalf("stats %+v, %v; want the sandbox's memory 8192 and c1's CPU 7", st, err)
 		}
 	}
 	if n := calls.Load(); n != 3 {
 		t.Fatalf("%d calls, want 3: the refused one, then the no-argument form, remembered", n)
+	}
+}
+
+// urpcControl serves urpc calls as the sandbox's control server does: any
+// number of calls on a connection, until the client hangs up or hangUp
+// (closed by the test) asks it to drop every connection. It counts the
+// connections it accepted.
+type urpcControl struct {
+	conns atomic.Int32
+	mu    sync.Mutex
+	open  []net.Conn
+}
+
+// hangUp closes every connection, as a stopping sandbox's server does.
+func (u *urpcControl) hangUp() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.open {
+		c.Close()
+	}
+	u.open = nil
+}
+
+func serveURPC(t *testing.T, root, sid string, answer func(method, arg string) any) *urpcControl {
+	t.Helper()
+	u := &urpcControl{}
+	sock := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	state := fmt.Sprintf(`{"id":%q,"sandbox":{"id":%q,"controlSocketPath":%q}}`, sid, sid, sock)
+	if err := os.WriteFile(filepath.Join(root, sid+"_sandbox:"+sid+".state"), []byte(state), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u.conns.Add(1)
+			u.mu.Lock()
+			u.open = append(u.open, conn)
+			u.mu.Unlock()
+			go func() {
+				defer conn.Close()
+				dec := json.NewDecoder(conn)
+				for {
+					var call struct {
+						Method string `json:"method"`
+						Arg    string `json:"arg"`
+					}
+					if dec.Decode(&call) != nil {
+						return
+					}
+					b, _ := json.Marshal(answer(call.Method, call.Arg))
+					if _, err := conn.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return u
+}
+
+// A Control keeps one connection for all the stats polls of a sandbox, and
+// connects again, once, when the sandbox's server dropped it.
+func TestControlStatsKeepsConnection(t *testing.T) {
+	r := &Runsc{Command: "/fake/runsc-keep", Root: t.TempDir(), IDSuffix: IDSuffix}
+	var total atomic.Uint64
+	u := serveURPC(t, r.Root, "pod+", func(method, arg string) any {
+		if method != "containerManager.Event" || arg != "c1+" {
+			return map[string]any{"success": false, "err": "unexpected " + method + " " + arg}
+		}
+		return map[string]any{"success": true, "result": map[string]any{"event": map[string]any{
+			"type": "stats", "id": "c1+", "data": map[string]any{"cpu": map[string]any{"usage": map[string]any{"total": total.Add(1)}}}}}}
+	})
+	ctl := r.NewControl("pod")
+	poll := func(want uint64) {
+		t.Helper()
+		st, err := r.ControlStats(context.Background(), ctl, "c1", "pod", 0)
+		if err != nil || st.CPU.Usage.Total != want {
+			t.Fatalf("stats %+v, %v; want cpu %d", st, err, want)
+		}
+	}
+	for i := range 5 {
+		poll(uint64(i + 1))
+	}
+	if n := u.conns.Load(); n != 1 {
+		t.Fatalf("5 polls made %d connections, want 1", n)
+	}
+	// The server drops its clients (as a stopping sandbox does): the next
+	// poll connects again and is answered.
+	u.hangUp()
+	poll(6)
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("after the server hung up: %d connections, want 2", n)
+	}
+	// A refused call keeps the connection, which is still in step.
+	if err := ctl.call(context.Background(), "containerManager.Other", nil, new(any), controlTimeout); err == nil || !strings.Contains(err.Error(), "unexpected containerManager.Other") {
+		t.Fatalf("refused call: %v", err)
+	}
+	poll(7)
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("after a refused call: %d connections, want 2", n)
+	}
+	// Closed (the sandbox is gone): calls connect on their own and leave
+	// nothing open.
+	ctl.Close()
+	poll(8)
+	if n := u.conns.Load(); n != 3 {
+		t.Fatalf("after Close: %d connections, want 3", n)
+	}
+	if ctl.conn != nil {
+		t.Fatal("a closed Control keeps a connection")
+	}
+}
+
+// A Control whose sandbox is gone (nobody listens) answers
+// ErrNoControlSocket, so that the shim falls back to runsc.
+func TestControlWithoutServer(t *testing.T) {
+	r := &Runsc{Command: "/fake/runsc-none", Root: t.TempDir(), IDSuffix: IDSuffix}
+	ctl := r.NewControl("pod")
+	if _, err := r.ControlStats(context.Background(), ctl, "c1", "pod", 0); !errors.Is(err, ErrNoControlSocket) {
+		t.Fatalf("no state file: %v, want ErrNoControlSocket", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Root, "pod+_sandbox:pod+.state"), []byte(`{"sandbox":{"id":"pod+","controlSocketPath":"/nonexistent/ctl.sock"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ControlStats(context.Background(), ctl, "c1", "pod", 0); !errors.Is(err, ErrNoControlSocket) {
+		t.Fatalf("nobody listening: %v, want ErrNoControlSocket", err)
 	}
 }

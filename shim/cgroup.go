@@ -1,9 +1,11 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/oci"
+	"github.com/gvisor-shim/containerd-shim-runsc-v1/runsc"
 	"github.com/gvisor-shim/containerd-shim-runsc-v1/systemd"
 )
 
@@ -139,8 +142,18 @@ type pod struct {
 	gone bool
 	// members are the containers that joined the sandbox.
 	members map[string]bool
-	// cpuFile is the sandbox cgroup's CPU counter, once found.
-	cpuFile string
+	// cpuFile is the sandbox cgroup's CPU counter, kept open once found
+	// (read with pread at every stats poll of a pod member).
+	cpuFile *os.File
+	// memUsage and memStat are the sandbox cgroup's memory usage and
+	// memory.stat, kept open once found; statBuf is their read buffer.
+	memUsage, memStat *os.File
+	statBuf           []byte
+	// sentryMem is the memory the Sentry last reported for each member.
+	sentryMem map[string]uint64
+	// control is the sandbox's control server, whose connection the pod
+	// members' stats polls share (nil: each call connects).
+	control *runsc.Control
 	// lastOOM is the last OOM count read, kept for when the counter file
 	// has gone with the cgroup.
 	lastOOM uint64
@@ -187,6 +200,24 @@ func (p *pod) exited() {
 	p.mu.Lock()
 	p.gone = true
 	p.mu.Unlock()
+	p.release()
+}
+
+// release closes what the pod keeps open for stats polls: the CPU counter
+// and the control connection. The sandbox's exit and its delete release it.
+func (p *pod) release() {
+	p.mu.Lock()
+	files := []*os.File{p.cpuFile, p.memUsage, p.memStat}
+	p.cpuFile, p.memUsage, p.memStat = nil, nil, nil
+	p.mu.Unlock()
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if p.control != nil {
+		p.control.Close()
+	}
 }
 
 // update applies r to the sandbox's cgroup directly (a standalone container).
@@ -217,31 +248,167 @@ func (p *pod) stat() (any, error) {
 // v2), not the whole cgroup's stats: pod members' stats polls need it.
 func (p *pod) cpuUsage() uint64 {
 	p.mu.Lock()
-	gone, file := p.gone, p.cpuFile
-	p.mu.Unlock()
-	if gone {
+	defer p.mu.Unlock()
+	if p.gone {
 		return 0
 	}
-	if file == "" {
-		var err error
-		if file, err = cpuCounterFile(p.pid); err != nil {
+	if p.cpuFile == nil {
+		name, err := cpuCounterFile(p.pid)
+		if err != nil {
 			return 0
 		}
-		p.mu.Lock()
-		p.cpuFile = file
-		p.mu.Unlock()
+		if p.cpuFile, err = os.Open(name); err != nil {
+			return 0
+		}
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
+	// A cgroup file is generated afresh by every read at offset 0.
+	var buf [512]byte
+	n, err := p.cpuFile.ReadAt(buf[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return 0
 	}
-	if !unifiedCgroups {
-		v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return parseCPUCounter(buf[:n], unifiedCgroups)
+}
+
+// hostMemory reads the sandbox cgroup's memory usage and inactive file
+// cache (v1 memory.usage_in_bytes and total_inactive_file, v2
+// memory.current and inactive_file): what the host kernel charges the pod,
+// tmpfs included. ok is false when they cannot be read. p.mu is held.
+func (p *pod) hostMemory() (usage, inactive uint64, ok bool) {
+	if p.gone || p.oomFile == "" {
+		return 0, 0, false
+	}
+	dir := filepath.Dir(p.oomFile)
+	usageName, inactiveKey := "memory.usage_in_bytes", "total_inactive_file"
+	if unifiedCgroups {
+		usageName, inactiveKey = "memory.current", "inactive_file"
+	}
+	var err error
+	if p.memUsage == nil {
+		if p.memUsage, err = os.Open(filepath.Join(dir, usageName)); err != nil {
+			return 0, 0, false
+		}
+	}
+	if p.memStat == nil {
+		if p.memStat, err = os.Open(filepath.Join(dir, "memory.stat")); err != nil {
+			return 0, 0, false
+		}
+	}
+	if p.statBuf == nil {
+		p.statBuf = make([]byte, 16<<10)
+	}
+	n, err := p.memUsage.ReadAt(p.statBuf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, false
+	}
+	if usage, err = strconv.ParseUint(string(bytes.TrimSpace(p.statBuf[:n])), 10, 64); err != nil {
+		return 0, 0, false
+	}
+	n, err = p.memStat.ReadAt(p.statBuf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, false
+	}
+	return usage, statValue(p.statBuf[:n], inactiveKey), true
+}
+
+// statValue is the value of key in a cgroup "key value" file (0: absent).
+func statValue(b []byte, key string) uint64 {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte(key)); ok && len(v) > 0 && v[0] == ' ' {
+			n, _ := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// attributeHost adds to member id's memory, as the Sentry reported it in
+// st, its share of what the host charges the sandbox beyond the Sentry's
+// figures for all members: the pod's tmpfs (/dev/shm, shared by the pod's
+// containers), and the Sentry's and gofers' own memory. The members'
+// figures then sum to the sandbox cgroup's usage, which is the pod's
+// (ListPodSandboxStats), and memory a container writes to tmpfs is counted.
+// The share is added as file cache (it is shmem on the host: rssBytes stays
+// the Sentry's anonymous memory), with the member's share of the host's
+// inactive file cache, so that the working set follows the host's.
+func (p *pod) attributeHost(id string, st *runsc.Stats) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.members[id] {
+		return
+	}
+	usage, inactive, ok := p.hostMemory()
+	if !ok {
+		return
+	}
+	if p.sentryMem == nil {
+		p.sentryMem = map[string]uint64{}
+	}
+	p.sentryMem[id] = st.Memory.Usage.Usage
+	var sentry uint64
+	for _, v := range p.sentryMem {
+		sentry += v
+	}
+	rank, n := 0, len(p.members)
+	for m := range p.members {
+		if m < id {
+			rank++
+		}
+	}
+	if usage > sentry {
+		extra := shareOf(usage-sentry, rank, n)
+		st.Memory.Usage.Usage += extra
+		st.Memory.Cache += extra
+	}
+	if st.Memory.Raw == nil {
+		st.Memory.Raw = map[string]uint64{}
+	}
+	if _, ok := st.Memory.Raw["inactive_file"]; !ok {
+		st.Memory.Raw["inactive_file"] = st.Memory.Raw["total_inactive_file"]
+	}
+	st.Memory.Raw["inactive_file"] += shareOf(inactive, rank, n)
+	delete(st.Memory.Raw, "total_inactive_file")
+	if st.Memory.Usage.Usage > st.Memory.Usage.Max {
+		st.Memory.Usage.Max = st.Memory.Usage.Usage
+	}
+}
+
+// shareOf is the share of v of the member of the given rank among n: v
+// split evenly, the first members taking the remainder's units, so that
+// the shares sum to v.
+func shareOf(v uint64, rank, n int) uint64 {
+	if n <= 1 {
 		return v
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	s := v / uint64(n)
+	if uint64(rank) < v%uint64(n) {
+		s++
+	}
+	return s
+}
+
+// parseCPUCounter reads the CPU time in ns from cpuacct.usage (v1: the
+// number of ns) or cpu.stat (v2: its usage_usec line).
+func parseCPUCounter(b []byte, unified bool) uint64 {
+	if !unified {
+		v, _ := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
+		return v
+	}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("usage_usec ")); ok {
+			n, _ := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
 			return n * 1000
 		}
 	}
@@ -303,14 +470,24 @@ func (p *pod) setMember(id string, in bool) {
 		p.members[id] = true
 	} else {
 		delete(p.members, id)
+		delete(p.sentryMem, id)
 	}
 }
 
-// memberCount is the number of containers that joined the sandbox.
-func (p *pod) memberCount() int {
+// memberRank is the place of member id among the sandbox's members in id
+// order, and their number (0, 0 for a container that is not a member).
+func (p *pod) memberRank(id string) (rank, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.members)
+	if !p.members[id] {
+		return 0, 0
+	}
+	for m := range p.members {
+		if m < id {
+			rank++
+		}
+	}
+	return rank, len(p.members)
 }
 
 func (p *pod) setContainer(id string, r *specs.LinuxResources) error {
@@ -467,6 +644,7 @@ func (s *service) newPod(ctx context.Context, c *container) {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("sandbox cgroup: limits and OOM reporting disabled")
 		return
 	}
+	p.control = c.runsc.NewControl(c.id)
 	c.pod, c.oomBase = p, p.oomKills()
 	s.mu.Lock()
 	s.pods[c.id] = p
@@ -509,4 +687,5 @@ func (s *service) leavePod(c *container) {
 	s.mu.Lock()
 	delete(s.pods, c.id)
 	s.mu.Unlock()
+	c.pod.release()
 }

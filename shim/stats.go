@@ -228,20 +228,20 @@ func (c *container) stats(ctx context.Context) (*runsc.Stats, error) {
 // socket (no runsc process per poll), else `runsc events --stats`.
 func (c *container) runscStats(ctx context.Context) (*runsc.Stats, error) {
 	if c.init.Subcontainer() {
-		var host uint64
+		var (
+			host uint64
+			ctl  *runsc.Control
+		)
 		if c.pod != nil {
-			host = c.pod.cpuUsage()
+			host, ctl = c.pod.cpuUsage(), c.pod.control
 		}
-		st, err := c.runsc.ControlStats(ctx, c.id, c.sandboxID, host)
+		st, err := c.runsc.ControlStats(ctx, ctl, c.id, c.sandboxID, host)
 		if err == nil && st.SandboxWide && c.pod != nil {
-			// Each member would report the whole sandbox's memory and a
-			// pod's total (kubelet sums its containers) would count it
-			// once per member: split it, as current runsc does when its
-			// per-container accounting is not available.
-			if n := uint64(c.pod.memberCount()); n > 1 {
-				st.Memory.Usage.Usage /= n
-				st.Memory.Cache /= n
-			}
+			rank, n := c.pod.memberRank(c.id)
+			splitSandboxWide(st, rank, n)
+		}
+		if err == nil && c.pod != nil {
+			c.pod.attributeHost(c.id, st)
 		}
 		if !errors.Is(err, runsc.ErrNoControlSocket) {
 			return st, err
@@ -249,6 +249,27 @@ func (c *container) runscStats(ctx context.Context) (*runsc.Stats, error) {
 		log.G(ctx).WithError(err).WithField("id", c.id).Debug("stats through the sandbox's control socket: asking runsc events")
 	}
 	return c.runsc.Stats(ctx, c.id)
+}
+
+// splitSandboxWide turns the sandbox's memory figures into one member's
+// share, the member of the given rank among n: each member would otherwise
+// report the whole sandbox's memory and a pod's total (kubelet sums its
+// containers) would count it once per member. The sandbox's figures are
+// split evenly, as current runsc does when its per-container accounting is
+// not available; the first members take the remainder's bytes, so that the
+// members' figures sum to the sandbox's exactly. The peak (Max) and the
+// limits stay the sandbox's.
+func splitSandboxWide(st *runsc.Stats, rank, n int) {
+	if n <= 1 || rank < 0 || rank >= n {
+		return
+	}
+	share := func(v uint64) uint64 { return shareOf(v, rank, n) }
+	st.Memory.Usage.Usage = share(st.Memory.Usage.Usage)
+	st.Memory.Cache = share(st.Memory.Cache)
+	st.Memory.Swap.Usage = share(st.Memory.Swap.Usage)
+	for k, v := range st.Memory.Raw {
+		st.Memory.Raw[k] = share(v)
+	}
 }
 
 func (c *container) stoppedStats() *runsc.Stats {
