@@ -37,7 +37,7 @@ const (
 // criConfig is the containerd config (version 2 syntax, which 2.x
 // migrates) enabling the CRI handlers runsc, runc and runsc-argv, with a
 // local pause image and no CNI (the pods use the host network).
-func criConfig(version, runscToml, argvToml, cniDir string) string {
+func criConfig(version, runscToml, argvToml, cniDir string, timed []*timingSetup) string {
 	q := strconv.Quote
 	var b strings.Builder
 	p := `plugins."io.containerd.grpc.v1.cri"`
@@ -52,6 +52,7 @@ func criConfig(version, runscToml, argvToml, cniDir string) string {
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %s\n", p, q(h.name), q(runscRuntime))
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  TypeUrl = %s\n  ConfigPath = %s\n", p, q(h.name), q(criRunscOptions), q(h.toml))
 	}
+	b.WriteString(criTimedHandlers(p, timed))
 	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %s\n  conf_dir = %s\n", p, q(cniDir), q(cniDir))
 	if !strings.HasPrefix(version, "1.") {
 		// NRI would listen on the host-wide /var/run/nri/nri.sock.

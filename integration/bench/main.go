@@ -200,6 +200,7 @@ type env struct {
 	runscCfg  harness.RunscConfig
 	runscOpts *runtimeoptions.Options
 	raw       *rawEnv
+	timing    []*timingSetup // -timeline
 	seq       atomic.Int64
 	logf      func(format string, args ...any)
 }
@@ -362,7 +363,13 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 		return dr
 	}
 
-	wantCRI := o.sections["cri"] || (o.sections["density"] && o.densityMode != "client") || o.sections["argv"]
+	if o.timeline > 0 {
+		if e.timing, err = newTimingSetups(work); err != nil {
+			fail("setup", err)
+			return dr
+		}
+	}
+	wantCRI := o.sections["cri"] || o.timeline > 0 || (o.sections["density"] && o.densityMode != "client") || o.sections["argv"]
 	dopts := harness.DaemonOptions{
 		Version:   version,
 		ShimDirs:  []string{shimDir},
@@ -373,7 +380,7 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 	}
 	if wantCRI {
 		dopts.EnableCRI = true
-		dopts.ExtraConfig = criConfig(version, e.runscCfg.Path, argv.toml, cniDir)
+		dopts.ExtraConfig = criConfig(version, e.runscCfg.Path, argv.toml, cniDir, e.timing)
 	}
 	d, err := harness.StartDaemon(ctx, dopts)
 	if err != nil && wantCRI {
@@ -523,7 +530,7 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 	})
 	if o.timeline > 0 && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "bench: containerd %s: timeline\n", version)
-		if dr.Timeline, err = e.timeline(ctx, o.timeline); err != nil {
+		if dr.Timeline, err = e.timeline(ctx, o.timeline, cri); err != nil {
 			fail("timeline", err)
 		}
 	}

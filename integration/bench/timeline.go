@@ -115,19 +115,34 @@ func readTimedCalls(path string) ([]timedCall, error) {
 	return out, sc.Err()
 }
 
-// timeline runs runs lifecycles of `true` and execs through the runsc shim
-// with the timing wrapper and splits every step.
-func (e *env) timeline(ctx context.Context, runs int) (*TimelineReport, error) {
-	r := &TimelineReport{Runs: runs}
+// timingSetup is one runtime's timing wrapper, made before containerd
+// starts so that CRI can have a handler using it.
+type timingSetup struct {
+	name, runtime string
+	wrapper, toml string
+	logPath       string
+	opts          any    // client path options
+	criHandler    string // CRI handler name using the wrapper
+}
+
+// CRI handlers that run runsc and runc through the timing wrappers.
+const (
+	handlerRunscTimed = "runsc-timed"
+	handlerRuncTimed  = "runc-timed"
+)
+
+// newTimingSetups writes the wrappers of runsc (as the runsc shim runs it)
+// and runc (as the runc shim runs it) below work.
+func newTimingSetups(work string) ([]*timingSetup, error) {
 	runcPath, err := exec.LookPath("runc")
 	if err != nil {
 		return nil, err
 	}
+	var out []*timingSetup
 	for _, rt := range []struct {
-		name, real string
-		runtime    string
-	}{{"runsc shim", harness.RunscBinary, runscRuntime}, {"runc shim", runcPath, runcRuntime}} {
-		wrapper, toml, logPath, err := writeTimingWrapper(filepath.Join(e.work, "timeline-"+strings.Fields(rt.name)[0]), rt.real)
+		name, real, runtime, handler string
+	}{{"runsc shim", harness.RunscBinary, runscRuntime, handlerRunscTimed}, {"runc shim", runcPath, runcRuntime, handlerRuncTimed}} {
+		wrapper, toml, logPath, err := writeTimingWrapper(filepath.Join(work, "timeline-"+strings.Fields(rt.name)[0]), rt.real)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +150,34 @@ func (e *env) timeline(ctx context.Context, runs int) (*TimelineReport, error) {
 		if rt.runtime == runcRuntime {
 			opts = &runcoptions.Options{BinaryName: wrapper}
 		}
-		if err := e.timelineOf(ctx, r, rt.name, rt.runtime, opts, logPath, runs); err != nil {
+		out = append(out, &timingSetup{name: rt.name, runtime: rt.runtime, wrapper: wrapper, toml: toml,
+			logPath: logPath, opts: opts, criHandler: rt.handler})
+	}
+	return out, nil
+}
+
+// criTimedHandlers is the containerd config of the CRI handlers using the
+// timing wrappers (p is the CRI plugin's table name).
+func criTimedHandlers(p string, ts []*timingSetup) string {
+	q := strconv.Quote
+	var b strings.Builder
+	for _, t := range ts {
+		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %s\n", p, q(t.criHandler), q(t.runtime))
+		if t.runtime == runcRuntime {
+			fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  BinaryName = %s\n", p, q(t.criHandler), q(t.wrapper))
+		} else {
+			fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  TypeUrl = %s\n  ConfigPath = %s\n", p, q(t.criHandler), q(criRunscOptions), q(t.toml))
+		}
+	}
+	return b.String()
+}
+
+// timeline runs runs lifecycles of `true`, execs and (with CRI) pod starts
+// through each shim with the timing wrapper and splits every step.
+func (e *env) timeline(ctx context.Context, runs int, cri *criEnv) (*TimelineReport, error) {
+	r := &TimelineReport{Runs: runs}
+	for _, t := range e.timing {
+		if err := e.timelineOf(ctx, r, t, runs, cri); err != nil {
 			return nil, err
 		}
 	}
@@ -143,7 +185,8 @@ func (e *env) timeline(ctx context.Context, runs int) (*TimelineReport, error) {
 }
 
 // timelineOf adds the lifecycles of one shim to r.
-func (e *env) timelineOf(ctx context.Context, r *TimelineReport, shim, runtime string, opts any, logPath string, runs int) error {
+func (e *env) timelineOf(ctx context.Context, r *TimelineReport, ts *timingSetup, runs int, cri *criEnv) error {
+	shim, runtime, opts, logPath := ts.name, ts.runtime, ts.opts, ts.logPath
 	type stepAcc struct {
 		total, in []float64
 		calls     map[string]int
@@ -242,6 +285,15 @@ func (e *env) timelineOf(ctx context.Context, r *TimelineReport, shim, runtime s
 	sleeper.stop(e)
 	if err != nil {
 		return err
+	}
+	if cri != nil && !cri.sandboxOnly {
+		if err := collect("CRI pod start", func(ph *phaseSamples) (time.Time, error) {
+			t0 := time.Now()
+			_, err := cri.timedPod(ctx, ts.criHandler, ph)
+			return t0, err
+		}); err != nil {
+			return err
+		}
 	}
 	for _, s := range subOrder {
 		r.Calls = append(r.Calls, TimelineCalls{Sub: s, N: len(callDur[s]), P50: round2(percentile(callDur[s], 50))})
