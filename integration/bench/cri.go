@@ -26,10 +26,12 @@ import (
 
 // CRI runtime handlers configured by criConfig.
 const (
-	criNamespace    = "k8s.io"
-	handlerRunsc    = "runsc"
-	handlerRunc     = "runc"
-	handlerArgv     = "runsc-argv"
+	criNamespace = "k8s.io"
+	handlerRunsc = "runsc"
+	handlerRunc  = "runc"
+	handlerArgv  = "runsc-argv"
+	// handlerCurrent runs current gVisor's runsc (-runsc-current).
+	handlerCurrent  = "runsc-current"
 	pauseRef        = "docker.io/library/bench-pause:latest"
 	criRunscOptions = "io.containerd.runsc.v1.options"
 )
@@ -37,7 +39,7 @@ const (
 // criConfig is the containerd config (version 2 syntax, which 2.x
 // migrates) enabling the CRI handlers runsc, runc and runsc-argv, with a
 // local pause image and no CNI (the pods use the host network).
-func criConfig(version, runscToml, argvToml, cniDir string, timed []*timingSetup) string {
+func criConfig(version, runscToml, argvToml, currentToml, cniDir string, timed []*timingSetup) string {
 	q := strconv.Quote
 	var b strings.Builder
 	p := `plugins."io.containerd.grpc.v1.cri"`
@@ -48,7 +50,11 @@ func criConfig(version, runscToml, argvToml, cniDir string, timed []*timingSetup
 	fmt.Fprintf(&b, "  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n")
 	fmt.Fprintf(&b, "[%s.containerd]\n  snapshotter = %s\n  default_runtime_name = %s\n", p, q(harness.DefaultSnapshotter), q(handlerRunc))
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %s\n", p, handlerRunc, q(runcRuntime))
-	for _, h := range []struct{ name, toml string }{{handlerRunsc, runscToml}, {handlerArgv, argvToml}} {
+	hs := []struct{ name, toml string }{{handlerRunsc, runscToml}, {handlerArgv, argvToml}}
+	if currentToml != "" {
+		hs = append(hs, struct{ name, toml string }{handlerCurrent, currentToml})
+	}
+	for _, h := range hs {
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %s\n", p, q(h.name), q(runscRuntime))
 		fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  TypeUrl = %s\n  ConfigPath = %s\n", p, q(h.name), q(criRunscOptions), q(h.toml))
 	}
@@ -73,6 +79,9 @@ type criEnv struct {
 	// up to RunPodSandbox only and Degraded says why.
 	sandboxOnly bool
 	Degraded    string
+	// current is the version of current gVisor's runsc behind
+	// handlerCurrent ("" when it is not configured).
+	current string
 }
 
 // newCRI connects to the daemon's CRI service and makes sure the busybox
@@ -373,6 +382,11 @@ type CRIReport struct {
 	SandboxOnly bool    `json:"sandbox_only,omitempty"`
 	Degraded    string  `json:"degraded,omitempty"`
 	DiffPaired  float64 `json:"runsc_minus_runc_paired_ms"`
+	// Current is current gVisor's runsc (-runsc-current), if measured:
+	// its version and p50(runsc current) - p50(runc).
+	Current           string  `json:"runsc_current,omitempty"`
+	DiffCurrent       float64 `json:"runsc_current_minus_runc_p50_ms,omitempty"`
+	DiffCurrentPaired float64 `json:"runsc_current_minus_runc_paired_ms,omitempty"`
 }
 
 func (c *criEnv) bench(ctx context.Context) (*CRIReport, error) {
@@ -388,6 +402,11 @@ func (c *criEnv) bench(ctx context.Context) (*CRIReport, error) {
 			return c.timedPod(ctx, handlerRunc, ph)
 		}},
 	}
+	if c.current != "" {
+		vs = append(vs, &variant{name: what + ", handler runsc-current (" + c.current + ")", run: func(ctx context.Context, ph *phaseSamples) (time.Duration, error) {
+			return c.timedPod(ctx, handlerCurrent, ph)
+		}})
+	}
 	if err := c.e.interleave(ctx, "cri", c.e.o.warmup, c.e.o.criRuns, vs); err != nil {
 		return nil, err
 	}
@@ -397,6 +416,11 @@ func (c *criEnv) bench(ctx context.Context) (*CRIReport, error) {
 	}
 	r.Diff = round2(r.Variants[0].P50 - r.Variants[1].P50)
 	r.DiffPaired = pairedDiffMedian(vs[0].xs, vs[1].xs)
+	if c.current != "" {
+		r.Current = c.current
+		r.DiffCurrent = round2(r.Variants[2].P50 - r.Variants[1].P50)
+		r.DiffCurrentPaired = pairedDiffMedian(vs[2].xs, vs[1].xs)
+	}
 	return r, nil
 }
 

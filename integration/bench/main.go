@@ -380,7 +380,16 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 	}
 	if wantCRI {
 		dopts.EnableCRI = true
-		dopts.ExtraConfig = criConfig(version, e.runscCfg.Path, argv.toml, cniDir, e.timing)
+		currentToml := ""
+		if o.runscCurrent != "" {
+			cur, err := harness.WriteRunscConfigFor(filepath.Join(work, "runsc-current"), o.runscCurrent, nil)
+			if err != nil {
+				fail("setup", err)
+				return dr
+			}
+			currentToml = cur.Path
+		}
+		dopts.ExtraConfig = criConfig(version, e.runscCfg.Path, argv.toml, currentToml, cniDir, e.timing)
 	}
 	d, err := harness.StartDaemon(ctx, dopts)
 	if err != nil && wantCRI {
@@ -438,6 +447,15 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 			cri = nil
 		} else {
 			defer cri.close()
+			if o.runscCurrent != "" {
+				out, err := exec.Command(o.runscCurrent, "--version").Output()
+				if err != nil {
+					fail("runsc-current", fmt.Errorf("%s --version: %w", o.runscCurrent, err))
+					return dr
+				}
+				first, _, _ := strings.Cut(string(out), "\n")
+				cri.current = strings.TrimPrefix(strings.TrimSpace(first), "runsc version ")
+			}
 			if cri.Degraded != "" {
 				fmt.Fprintf(os.Stderr, "bench: containerd %s: %s\n", version, cri.Degraded)
 			}

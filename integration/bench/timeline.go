@@ -216,6 +216,7 @@ func (e *env) timelineOf(ctx context.Context, r *TimelineReport, ts *timingSetup
 				continue
 			}
 			t := t0
+			stepOf := map[int]string{} // call index -> step it started in
 			for _, n := range ph.order {
 				d := time.Duration(ph.xs[n][0] * float64(time.Millisecond))
 				start, end := t, t.Add(d)
@@ -227,20 +228,25 @@ func (e *env) timelineOf(ctx context.Context, r *TimelineReport, ts *timingSetup
 					order = append(order, n)
 				}
 				in := time.Duration(0)
-				for _, c := range calls {
+				for ci, c := range calls {
 					s, e := maxTime(c.start, start), minTime(c.end, end)
 					if e.After(s) {
 						in += e.Sub(s)
 					}
 					if !c.start.Before(start) && c.start.Before(end) {
 						acc.calls[c.sub]++
+						stepOf[ci] = n
 					}
 				}
 				acc.total = append(acc.total, ms(d))
 				acc.in = append(acc.in, ms(in))
 			}
-			for _, c := range calls {
-				key := shim + ": " + c.sub
+			for ci, c := range calls {
+				step := stepOf[ci]
+				if step == "" {
+					step = "cleanup"
+				}
+				key := shim + ", " + name + ", " + step + ": " + c.sub
 				if _, ok := callDur[key]; !ok {
 					subOrder = append(subOrder, key)
 				}
