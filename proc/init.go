@@ -66,6 +66,10 @@ type Init struct {
 	exitState
 	cfg InitConfig
 
+	// join, for a container joining a pod, puts its held `runsc start`
+	// process into the sandbox's cgroup (JoinSandboxCgroup).
+	join func(ctx context.Context, pid int) error
+
 	io      *processIO
 	console console.Console
 	// consoleIn is stdin copied to the console.
@@ -83,6 +87,12 @@ func (p *Init) ID() string { return p.cfg.ID }
 
 // Stdio is the process's stdio as containerd sent it.
 func (p *Init) Stdio() stdio.Stdio { return p.cfg.Stdio }
+
+// JoinSandboxCgroup makes the `runsc start` of a container joining a pod
+// run in the sandbox's cgroup, so that the gofer runsc starts from it for
+// the container is there in every hierarchy, not only where runsc moves it:
+// place puts the held process there. Call it before Start.
+func (p *Init) JoinSandboxCgroup(place func(ctx context.Context, pid int) error) { p.join = place }
 
 // Subcontainer reports whether the container joined an existing sandbox.
 func (p *Init) Subcontainer() bool { return p.cfg.Subcontainer }
@@ -220,7 +230,11 @@ func (p *Init) Start(ctx context.Context) error {
 		if p.cfg.Subcontainer && p.io != nil {
 			startIO = p.io.io
 		}
-		err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO)
+		var place func(pid int) error
+		if p.join != nil && p.cfg.Subcontainer {
+			place = func(pid int) error { return p.join(ctx, pid) }
+		}
+		err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO, place)
 		if err == nil {
 			break
 		}

@@ -75,3 +75,33 @@ func TestCreatePlaceQuotesRunscError(t *testing.T) {
 		t.Fatalf("Create: %v (call %q), want runsc's exit status 3 and the create call", err, e.Call)
 	}
 }
+
+// TestStartPlaceRunsBeforeRunsc: Start's place (a container joining a pod:
+// runsc starts its gofer from `runsc start`) sees the pid that then runs
+// `runsc start`, before it ran.
+func TestStartPlaceRunsBeforeRunsc(t *testing.T) {
+	script, dir := fakeRunsc(t, `echo $$ > "$(dirname "$0")/pid"`)
+	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: t.TempDir()}
+	var placed int
+	err := r.Start(context.Background(), "c1", nil, func(pid int) error {
+		if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {
+			t.Errorf("runsc ran before place")
+		}
+		placed = pid
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got != placed || placed == 0 {
+		t.Errorf("place saw pid %d, runsc start ran as pid %d", placed, got)
+	}
+	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
+	if want := strings.Join(r.Args("start", "c1"), " ") + "\n"; string(argv) != want {
+		t.Errorf("runsc argv %q, want %q", argv, want)
+	}
+}

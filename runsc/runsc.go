@@ -405,10 +405,11 @@ func (r *Runsc) diagnoseFlags(ctx context.Context) string {
 
 // Start runs `runsc start`. A container that joins an existing sandbox gets
 // the stdio of `runsc start` itself (pio); the root container got its stdio
-// at create, and pio is nil.
-func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO) error {
+// at create, and pio is nil. place, when set, is CreateOpts.Place for the
+// `runsc start` process: runsc starts a joining container's gofer from it.
+func (r *Runsc) Start(ctx context.Context, id string, pio runc.IO, place func(pid int) error) error {
 	cmd := r.cmd(ctx, "start", r.ID(id))
-	return r.runIO(ctx, cmd, "start", pio, nil)
+	return r.runIO(ctx, cmd, "start", pio, place)
 }
 
 // State runs `runsc state`.

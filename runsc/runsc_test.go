@@ -123,7 +123,7 @@ func TestFailureQuotesLogJSON(t *testing.T) {
 echo '{"msg":"starting container: boom","level":"error"}' >> "$log"
 exit 128`)
 	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: bundle}
-	err := r.Start(context.Background(), "c1", nil)
+	err := r.Start(context.Background(), "c1", nil, nil)
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("want *Error, got %T %v", err, err)
@@ -195,7 +195,7 @@ esac`)
 
 func TestMissingBinary(t *testing.T) {
 	r := &Runsc{Command: "/nonexistent/runsc", Root: t.TempDir(), Bundle: t.TempDir()}
-	err := r.Start(context.Background(), "c1", nil)
+	err := r.Start(context.Background(), "c1", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/runsc") {
 		t.Fatalf("got %v", err)
 	}

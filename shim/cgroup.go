@@ -669,6 +669,23 @@ func (s *service) joinPod(c *container) error {
 		return err
 	}
 	c.pod, c.oomBase = p, p.oomKills()
+	if p.scope != nil {
+		// runsc moves the member's gofer into the sandbox's cgroup in the
+		// v1 hierarchies only: on a hybrid host it stays in the shim's
+		// cgroup in the unified one, which systemd watches, so that the
+		// scope's stop neither kills nor waits for it and can find its
+		// v1 directories busy (left behind). The `runsc start` that
+		// starts it runs in the scope instead.
+		scope, id := *p.scope, c.id
+		c.init.JoinSandboxCgroup(func(ctx context.Context, pid int) error {
+			if err := scope.Attach(ctx, pid); err != nil {
+				log.G(ctx).WithError(err).WithField("id", id).Warn("container's runsc processes stay outside the sandbox's systemd scope in the hierarchies runsc does not join")
+				return nil
+			}
+			log.G(ctx).WithField("id", id).WithField("unit", scope.Unit).WithField("pid", pid).Debug("container's runsc start in the sandbox's systemd scope")
+			return nil
+		})
+	}
 	return nil
 }
 

@@ -42,7 +42,10 @@ import (
 //
 // A container that joins a pod's sandbox runs inside the sandbox: its own
 // systemd cgroupsPath is dropped from its spec, so that runsc creates no
-// directory for it; its limits resize the sandbox's scope.
+// directory for it; its limits resize the sandbox's scope; its `runsc
+// start`, which starts its gofer, is attached to the scope first (runsc
+// would move the gofer into the v1 hierarchies only, and systemd, watching
+// the unified one on a hybrid host, would neither kill nor wait for it).
 
 // cgroupDriver decides how the sandbox's cgroup is made for a container
 // about to be created, and prepares its spec. It returns nil for the

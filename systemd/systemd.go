@@ -169,6 +169,24 @@ func (s Scope) Stop(ctx context.Context) error {
 	return err
 }
 
+// Attach moves pid into the scope (running, and delegated: Start makes it
+// so), in every hierarchy systemd manages: a process that systemd's stop of
+// the unit kills and waits for with the rest.
+func (s Scope) Attach(ctx context.Context, pid int) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.AttachProcessesToUnit(ctx, s.Unit, "", []uint32{uint32(pid)}); err != nil {
+		return fmt.Errorf("attach process %d to systemd unit %s: %w", pid, s.Unit, err)
+	}
+	return nil
+}
+
 // SetResources sets the scope's limits as unit properties, so that systemd
 // keeps them (it rewrites a unit's cgroup attributes from its properties,
 // e.g. at daemon-reload).

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -279,6 +281,32 @@ func (e *env) testPodInScope(t *testing.T) {
 	}
 
 	id := p.start(t, "limited", []string{"sh", "-c", "while :; do :; done"}, 128*mib)
+	// Every process of the pod (the container's gofer too, which runsc
+	// moves into the v1 hierarchies only) is in the scope in every
+	// hierarchy: else systemd, which watches the unified one on a hybrid
+	// host, neither kills it at the scope's stop nor waits for it, and the
+	// scope's v1 directories it still holds stay behind.
+	if cgroups.Mode() != cgroups.Unified {
+		procs := map[string][]string{}
+		for _, h := range []string{"memory", "pids", "cpu", "systemd", "unified"} {
+			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", h, want, "cgroup.procs"))
+			if err != nil && !(h == "unified" && os.IsNotExist(err)) {
+				t.Fatalf("processes of the scope: %v", err)
+			}
+			procs[h] = strings.Fields(string(b))
+			sort.Strings(procs[h])
+		}
+		t.Logf("processes of the pod's scope (sandbox and one container) per hierarchy: %v", procs)
+		if cgroups.Mode() == cgroups.Legacy {
+			delete(procs, "unified")
+		}
+		for _, pids := range procs {
+			if len(pids) < 4 || !slices.Equal(pids, procs["memory"]) {
+				t.Errorf("processes of scope %s: %v, want the same (at least the sandbox, its gofer and the container's gofer) in every hierarchy", p.unit(), procs)
+				break
+			}
+		}
+	}
 	// The scope gets the container's limit, container_overhead_mib and
 	// the sandbox's own memory, measured by the shim when it joined.
 	got := readLimit(t, want)
