@@ -16,33 +16,47 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestCreatePlaceRunsBeforeRunsc: Place sees the pid of the process that
-// then executes runsc (same pid, runsc's argv unchanged), before runsc ran.
-func TestCreatePlaceRunsBeforeRunsc(t *testing.T) {
-	script, dir := fakeRunsc(t, `echo $$ > "$(dirname "$0")/pid"`)
-	bundle := t.TempDir()
-	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: bundle}
-	var placed int
-	err := r.Create(context.Background(), "c1", &CreateOpts{Place: func(pid int) error {
-		if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {
-			t.Errorf("runsc ran before Place")
-		}
-		placed = pid
-		return nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got != placed || placed == 0 {
-		t.Errorf("Place saw pid %d, runsc ran as pid %d", placed, got)
-	}
-	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
-	if want := strings.Join(r.Args("create", "--bundle="+bundle, "c1"), " ") + "\n"; string(argv) != want {
-		t.Errorf("runsc argv %q, want %q", argv, want)
+// TestPlaceRunsBeforeRunsc: Place (create) and Start's place (a container
+// joining a pod: runsc starts its gofer from `runsc start`) see the pid of
+// the process that then executes runsc (same pid, runsc's argv unchanged),
+// before runsc ran.
+func TestPlaceRunsBeforeRunsc(t *testing.T) {
+	for _, sub := range []string{"create", "start"} {
+		t.Run(sub, func(t *testing.T) {
+			script, dir := fakeRunsc(t, `echo $$ > "$(dirname "$0")/pid"`)
+			bundle := t.TempDir()
+			r := &Runsc{Command: script, Root: t.TempDir(), Bundle: bundle}
+			var placed int
+			place := func(pid int) error {
+				if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {
+					t.Errorf("runsc ran before Place")
+				}
+				placed = pid
+				return nil
+			}
+			var err error
+			want := r.Args("start", "c1")
+			if sub == "create" {
+				err = r.Create(context.Background(), "c1", &CreateOpts{Place: place})
+				want = r.Args("create", "--bundle="+bundle, "c1")
+			} else {
+				err = r.Start(context.Background(), "c1", nil, place)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "pid"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got != placed || placed == 0 {
+				t.Errorf("Place saw pid %d, runsc ran as pid %d", placed, got)
+			}
+			argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
+			if want := strings.Join(want, " ") + "\n"; string(argv) != want {
+				t.Errorf("runsc argv %q, want %q", argv, want)
+			}
+		})
 	}
 }
 
@@ -73,35 +87,5 @@ func TestCreatePlaceQuotesRunscError(t *testing.T) {
 	}
 	if e.ExitStatus != 3 || strings.Contains(err.Error(), HoldArg) || !strings.HasPrefix(e.Call, "create --bundle=") {
 		t.Fatalf("Create: %v (call %q), want runsc's exit status 3 and the create call", err, e.Call)
-	}
-}
-
-// TestStartPlaceRunsBeforeRunsc: Start's place (a container joining a pod:
-// runsc starts its gofer from `runsc start`) sees the pid that then runs
-// `runsc start`, before it ran.
-func TestStartPlaceRunsBeforeRunsc(t *testing.T) {
-	script, dir := fakeRunsc(t, `echo $$ > "$(dirname "$0")/pid"`)
-	r := &Runsc{Command: script, Root: t.TempDir(), Bundle: t.TempDir()}
-	var placed int
-	err := r.Start(context.Background(), "c1", nil, func(pid int) error {
-		if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {
-			t.Errorf("runsc ran before place")
-		}
-		placed = pid
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got != placed || placed == 0 {
-		t.Errorf("place saw pid %d, runsc start ran as pid %d", placed, got)
-	}
-	argv, _ := os.ReadFile(filepath.Join(dir, "argv"))
-	if want := strings.Join(r.Args("start", "c1"), " ") + "\n"; string(argv) != want {
-		t.Errorf("runsc argv %q, want %q", argv, want)
 	}
 }

@@ -201,8 +201,10 @@ type env struct {
 	runscOpts *runtimeoptions.Options
 	raw       *rawEnv
 	timing    []*timingSetup // -timeline
-	seq       atomic.Int64
-	logf      func(format string, args ...any)
+	// currentRoot is the runsc root of CRI handler runsc-current.
+	currentRoot string
+	seq         atomic.Int64
+	logf        func(format string, args ...any)
 }
 
 func (e *env) nextID(prefix string) string {
@@ -387,7 +389,7 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 				fail("setup", err)
 				return dr
 			}
-			currentToml = cur.Path
+			currentToml, e.currentRoot = cur.Path, cur.Root
 		}
 		dopts.ExtraConfig = criConfig(version, e.runscCfg.Path, argv.toml, currentToml, cniDir, e.timing)
 	}
@@ -507,15 +509,24 @@ func benchDaemon(ctx context.Context, o *options, version, shimDir string, logf 
 		}
 		// The runsc pods go through the argv wrapper (it execs runsc: same
 		// processes) so that the runsc calls can be counted too.
-		for _, rt := range []struct{ handler, runtime, shim string }{
+		runtimes := []struct{ handler, runtime, shim string }{
 			{handlerArgv, runscRuntime, "shim runsc"},
 			{handlerRunc, runcRuntime, "shim runc"},
-		} {
+		}
+		if mode == "cri" && cri.current != "" {
+			// The same shim with current gVisor's runsc (its runsc calls
+			// are not counted: no argv wrapper).
+			runtimes = append(runtimes, struct{ handler, runtime, shim string }{handlerCurrent, currentRuntime(cri.current), "shim runsc"})
+		}
+		for _, rt := range runtimes {
 			var start starter
 			var a *argvSetup
 			root := ""
-			if rt.runtime == runscRuntime {
+			switch rt.handler {
+			case handlerArgv:
 				a, root = argv, argv.root
+			case handlerCurrent:
+				root = e.currentRoot
 			}
 			if mode == "cri" {
 				start = cri.starter(rt.handler)

@@ -81,6 +81,13 @@ func targets(d *DaemonReport) []Target {
 					fmtMs(runcDens.AllRunning), dens.AllRunning/runcDens.AllRunning))
 		}
 	}
+	for _, r := range d.Density {
+		if strings.HasPrefix(r.Runtime, currentRuntime("")) && runcDens != nil && runcDens.AllRunning > 0 {
+			add("start: all pods running <= 1.8x runc's time, "+r.Runtime, r.AllRunning <= 1.8*runcDens.AllRunning, true,
+				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)", r.N, podWord(r.Mode), fmtMs(r.AllRunning),
+					fmtMs(runcDens.AllRunning), r.AllRunning/runcDens.AllRunning))
+		}
+	}
 	if c := d.CRI; c != nil && !c.SandboxOnly {
 		add("start: CRI pod start p50 <= runc's + 150 ms", c.Diff <= 150, true,
 			fmt.Sprintf("runsc - runc p50 = %s ms (paired %s)", fmtMs(c.Diff), fmtMs(c.DiffPaired)))
@@ -125,6 +132,11 @@ func targets(d *DaemonReport) []Target {
 		add("Create->running: no runsc call beyond create and start", false, false, "argv section not run")
 	}
 	return ts
+}
+
+// currentRuntime labels the density runs of CRI handler runsc-current.
+func currentRuntime(version string) string {
+	return runscRuntime + " with current runsc " + version
 }
 
 func podWord(mode string) string {
