@@ -231,7 +231,7 @@ func (p *Init) Start(ctx context.Context) error {
 			startIO = p.io.io
 		}
 		var place func(pid int) error
-		if p.join != nil && p.cfg.Subcontainer {
+		if p.join != nil {
 			place = func(pid int) error { return p.join(ctx, pid) }
 		}
 		err := p.cfg.Runsc.Start(ctx, p.cfg.ID, startIO, place)

@@ -146,10 +146,7 @@ func (s Scope) Start(ctx context.Context, pid int, r *specs.LinuxResources) erro
 // Stop stops the scope and waits for it; a unit systemd no longer knows
 // (it stopped by itself when its last process exited) is not an error.
 func (s Scope) Stop(ctx context.Context) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	c, err := connect(ctx)
+	c, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -173,10 +170,7 @@ func (s Scope) Stop(ctx context.Context) error {
 // so), in every hierarchy systemd manages: a process that systemd's stop of
 // the unit kills and waits for with the rest.
 func (s Scope) Attach(ctx context.Context, pid int) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	c, err := connect(ctx)
+	c, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -195,10 +189,7 @@ func (s Scope) SetResources(ctx context.Context, r *specs.LinuxResources) error 
 	if len(props) == 0 {
 		return nil
 	}
-	if err := s.check(); err != nil {
-		return err
-	}
-	c, err := connect(ctx)
+	c, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -207,6 +198,14 @@ func (s Scope) SetResources(ctx context.Context, r *specs.LinuxResources) error 
 		return fmt.Errorf("set properties of systemd unit %s: %w", s.Unit, err)
 	}
 	return nil
+}
+
+// connect validates the scope's names and connects to systemd.
+func (s Scope) connect(ctx context.Context) (*systemddbus.Conn, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return connect(ctx)
 }
 
 // job runs a systemd job call and waits for its result.
