@@ -118,7 +118,7 @@ demo: deps containerd24
 
 # Start-path benchmark (not part of `make test`): markdown table on stdout, JSON in bench.json.
 bench: deps containerd24 runsc-current build
-	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json $(BENCHFLAGS)
+	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json -timeline 10 $(BENCHFLAGS)
 
 # The systemd cgroup driver under a real systemd (not part of `make test`):
 # boots systemd 252 in systemd-nspawn (the tree is debootstrapped once into

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,82 @@ type DensityReport struct {
 	// helper it keeps per pod (a `runsc wait` per container).
 	ShimSideRSSPerPod int64 `json:"shim_side_rss_per_pod_kib"`
 	ShimSidePSSPerPod int64 `json:"shim_side_pss_per_pod_kib"`
+	// StartCPU is the CPU time each kind of process used from the first
+	// start to the last running one: on a host with few CPUs the start
+	// of n at once is bound by it (wall time >= total / CPUs).
+	StartCPU []CPUGroup `json:"start_cpu,omitempty"`
+}
+
+// CPUGroup is the CPU time one kind of process used while the pods
+// started, own and reaped children's apart.
+type CPUGroup struct {
+	Kind string `json:"kind"`
+	// OwnMs is the processes' own user+system time; ChildrenMs that of
+	// the children they reaped (a shim's: its runsc or runc calls;
+	// containerd's: the shim start-up processes).
+	OwnMs      float64 `json:"own_ms"`
+	ChildrenMs float64 `json:"children_ms"`
+}
+
+// procCPU returns pid's own and reaped children's user+system time in
+// clock ticks, from /proc/<pid>/stat.
+func procCPU(pid int) (own, children int64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	// After the comm: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0, 0, false
+	}
+	v := func(k int) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
+	return v(11) + v(12), v(13) + v(14), true
+}
+
+// cpuByKind is the CPU time (clock ticks, own and children's) of the
+// daemon with pid daemonPid and of the shims and runsc processes of its
+// namespace ns, by kind.
+func cpuByKind(daemonPid int, address, runscRoot, ns string) map[string][2]int64 {
+	out := map[string][2]int64{}
+	add := func(kind string, pid int) {
+		own, ch, ok := procCPU(pid)
+		if !ok {
+			return
+		}
+		t := out[kind]
+		out[kind] = [2]int64{t[0] + own, t[1] + ch}
+	}
+	if daemonPid > 0 {
+		add("containerd", daemonPid)
+	}
+	for _, p := range listProcs() {
+		if kind := procKind(p, address, runscRoot, ns); kind != "" {
+			add(kind, p.pid)
+		}
+	}
+	return out
+}
+
+// cpuDelta turns two cpuByKind snapshots into CPU groups in ms, largest
+// first.
+func cpuDelta(before, after map[string][2]int64) []CPUGroup {
+	var out []CPUGroup
+	for kind, a := range after {
+		b := before[kind]
+		g := CPUGroup{Kind: kind, OwnMs: float64(a[0]-b[0]) * 1000 / clockTicks, ChildrenMs: float64(a[1]-b[1]) * 1000 / clockTicks}
+		if g.OwnMs+g.ChildrenMs > 0 {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].OwnMs+out[i].ChildrenMs > out[j].OwnMs+out[j].ChildrenMs
+	})
+	return out
 }
 
 // shimsCPU is the CPU time (user+system, own and reaped children's) of the
@@ -53,23 +130,8 @@ func shimsCPU(address, runscRoot, ns, shimKind string) int64 {
 		if procKind(p, address, runscRoot, ns) != shimKind {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		// After the comm: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		for _, k := range []int{11, 12, 13, 14} {
-			v, _ := strconv.ParseInt(f[k], 10, 64)
-			total += v
-		}
+		own, ch, _ := procCPU(p.pid)
+		total += own + ch
 	}
 	return total
 }
@@ -142,6 +204,7 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 		}
 		cw.Wait()
 	}()
+	cpuBefore := cpuByKind(e.d.Pid(), e.d.Address, runscRoot, ns)
 	t0 := time.Now()
 	for i := range n {
 		wg.Add(1)
@@ -164,6 +227,7 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 	}
 	wg.Wait()
 	all := time.Since(t0)
+	burstCPU := cpuDelta(cpuBefore, cpuByKind(e.d.Pid(), e.d.Address, runscRoot, ns))
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("density %s %s: %d of %d failed: %w", mode, runtime, len(errs), n, err)
 	}
@@ -183,6 +247,7 @@ func (e *env) density(ctx context.Context, mode, runtime, shimKind string, n int
 		AllRunning: round2(ms(all)),
 		EachStart:  summarize("start of one under load", lat),
 		Memory:     memoryByKind(e.d.Address, runscRoot, ns, n),
+		StartCPU:   burstCPU,
 	}
 	idleFor := time.Since(idle)
 	r.IdleCPUPercent = round2(float64(shimsCPU(e.d.Address, runscRoot, ns, shimKind)-cpu0) / clockTicks / idleFor.Seconds() * 100)

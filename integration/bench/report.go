@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -77,15 +78,15 @@ func targets(d *DaemonReport) []Target {
 				dens.IdleSeconds, dens.IdleCPUPercent, runcIdle(runcDens)))
 		if runcDens != nil && runcDens.AllRunning > 0 {
 			add("start: all pods running <= 1.8x runc's time", dens.AllRunning <= 1.8*runcDens.AllRunning, true,
-				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)", dens.N, podWord(dens.Mode), fmtMs(dens.AllRunning),
-					fmtMs(runcDens.AllRunning), dens.AllRunning/runcDens.AllRunning))
+				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)%s", dens.N, podWord(dens.Mode), fmtMs(dens.AllRunning),
+					fmtMs(runcDens.AllRunning), dens.AllRunning/runcDens.AllRunning, cpuVs(dens, runcDens)))
 		}
 	}
 	for _, r := range d.Density {
 		if strings.HasPrefix(r.Runtime, currentRuntime("")) && runcDens != nil && runcDens.AllRunning > 0 {
 			add("start: all pods running <= 1.8x runc's time, "+r.Runtime, r.AllRunning <= 1.8*runcDens.AllRunning, true,
-				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)", r.N, podWord(r.Mode), fmtMs(r.AllRunning),
-					fmtMs(runcDens.AllRunning), r.AllRunning/runcDens.AllRunning))
+				fmt.Sprintf("%d %ss: %s ms vs runc %s ms (%.2fx)%s", r.N, podWord(r.Mode), fmtMs(r.AllRunning),
+					fmtMs(runcDens.AllRunning), r.AllRunning/runcDens.AllRunning, cpuVs(r, runcDens)))
 		}
 	}
 	if c := d.CRI; c != nil && !c.SandboxOnly {
@@ -209,6 +210,7 @@ func printMarkdown(w io.Writer, r *Report) {
 						fmtMiB(g.RSSKiB), fmtMiB(g.PSSKiB), fmtMiB(g.PerPod), fmtMiB(g.PSSPerPod), fmtMiB(g.AnonPerPod))
 				}
 			}
+			writeStartCPU(w, d.Density)
 		}
 		if a := d.Argv; a != nil {
 			fmt.Fprintf(w, "\n### 5. runsc processes spawned by the shim, per lifecycle\n\n")
@@ -338,4 +340,55 @@ func runcIdle(r *DensityReport) string {
 		return ""
 	}
 	return fmt.Sprintf(" (runc's shims for as many pods: %.2f%%)", r.IdleCPUPercent)
+}
+
+// writeStartCPU prints where the CPU went while the density section's pods
+// started: on a host with few CPUs, starting many at once is bound by the
+// CPU all processes need, so the runtime that needs more takes longer.
+func writeStartCPU(w io.Writer, rs []*DensityReport) {
+	if len(rs) == 0 || rs[0].StartCPU == nil {
+		return
+	}
+	cpus := runtime.NumCPU()
+	fmt.Fprintf(w, "\nCPU time while the %d %ss started (from the first start to the last running; own = the processes' own, children = what they ran and reaped: a shim's runsc or runc calls, containerd's shim start-ups):\n\n", rs[0].N, podWord(rs[0].Mode))
+	fmt.Fprintf(w, "| runtime | kind | own ms | children ms | per %s ms |\n|---|---|---:|---:|---:|\n", podWord(rs[0].Mode))
+	for _, r := range rs {
+		var total float64
+		for _, g := range r.StartCPU {
+			t := g.OwnMs + g.ChildrenMs
+			total += t
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.1f |\n", r.Runtime, g.Kind, g.OwnMs, g.ChildrenMs, t/float64(r.N))
+		}
+		fmt.Fprintf(w, "| %s | **all** | | | **%.1f** (%.0f ms in all: %.0f%% of %d CPUs over the %.0f ms) |\n", r.Runtime,
+			total/float64(r.N), total, 100*total/(float64(cpus)*r.AllRunning), cpus, r.AllRunning)
+	}
+}
+
+// cpuVs compares the CPU time per pod two density runs used while starting.
+func cpuVs(r, runc *DensityReport) string {
+	per := func(d *DensityReport) float64 {
+		var t float64
+		for _, g := range d.StartCPU {
+			t += g.OwnMs + g.ChildrenMs
+		}
+		return t / float64(d.N)
+	}
+	if len(r.StartCPU) == 0 || len(runc.StartCPU) == 0 {
+		return ""
+	}
+	// The runtime's own: its CLI calls (the shims' reaped children) and
+	// its processes (runsc's sandboxes and gofers).
+	own := func(d *DensityReport) float64 {
+		var t float64
+		for _, g := range d.StartCPU {
+			switch {
+			case strings.HasPrefix(g.Kind, "shim "):
+				t += g.ChildrenMs
+			case strings.HasPrefix(g.Kind, "runsc"):
+				t += g.OwnMs + g.ChildrenMs
+			}
+		}
+		return t / float64(d.N)
+	}
+	return fmt.Sprintf("; CPU while starting: %.0f ms per pod, %.0f of it runsc's (CLI calls, sandbox, gofers), vs runc's %.0f, %.0f of it runc's", per(r), own(r), per(runc), own(runc))
 }
