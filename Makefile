@@ -71,7 +71,7 @@ print-runsc-current:
 
 # Unit tests always run with the race detector (cgo: gcc comes with `make deps`).
 unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./systemd/... ./node/... ./deploy/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./shim/... ./runsc/... ./oci/... ./proc/... ./systemd/... ./node/... ./deploy/... ./integration/bench/
 
 # One leg per runsc in RUNSCS, each against containerd 1.6.20 and 2.4.2.
 integration: build $(RUNSC_DEPS)
@@ -118,7 +118,7 @@ demo: deps containerd24
 
 # Start-path benchmark (not part of `make test`): markdown table on stdout, JSON in bench.json.
 bench: deps containerd24 runsc-current build
-	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json -timeline 10 $(BENCHFLAGS)
+	$(GO) run ./integration/bench -shim $(BIN) -runsc-current $(RUNSC_CURRENT) -out bench.json -timeline 10 -readme README.md $(BENCHFLAGS)
 
 # The systemd cgroup driver under a real systemd (not part of `make test`):
 # boots systemd 252 in systemd-nspawn (the tree is debootstrapped once into

@@ -68,6 +68,7 @@ type options struct {
 	out         string
 	shim        string
 	sections    map[string]bool
+	readme      string
 	rawSpec     string
 	logLevel    string
 	settle      time.Duration
@@ -98,6 +99,7 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.keepSamples, "samples", true, "include every sample in the JSON")
 	flag.IntVar(&o.timeline, "timeline", 0, "diagnostics: after the sections, run N lifecycles and execs with a runsc wrapper that times each runsc call, and split every client step into time in runsc and the rest")
 	flag.StringVar(&o.runscCurrent, "runsc-current", os.Getenv("RUNSC_CURRENT"), "current gVisor's runsc, measured beside Debian's in the runscs section (`make bench` builds it)")
+	flag.StringVar(&o.readme, "readme", "", "after a full run (every section, both containerd versions, no failed section), replace the figures between the bench markers of this file (`make bench` passes README.md)")
 	daemonEnv := flag.String("daemon-env", "", "comma-separated KEY=VALUE added to containerd's environment, which the shims (and runsc) inherit: e.g. GOGC=50 to see its effect on the shims' memory")
 	flag.Parse()
 	for _, kv := range strings.Split(*daemonEnv, ",") {
@@ -280,6 +282,13 @@ func run(o *options) (retErr error) {
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if o.readme != "" {
+		if err := writeReadme(o.readme, rep, o.sections); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: updated the figures in %s\n", o.readme)
+		}
 	}
 	for _, d := range rep.Daemons {
 		if len(d.Errors) > 0 {
