@@ -309,9 +309,16 @@ func writeCorruptCheckpoint(ctx context.Context, t *testing.T, c *client.Client)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d := ocispec.Descriptor{MediaType: images.MediaTypeContainerd1Checkpoint, Digest: digest.FromBytes(b.Bytes()), Size: int64(b.Len())}
-	if err := content.WriteBlob(ctx, c.ContentStore(), "corrupt-checkpoint-"+runID, bytes.NewReader(b.Bytes()), d); err != nil {
-		t.Fatalf("write corrupt checkpoint: %v", err)
+	return writeCheckpointBlob(ctx, t, c, "corrupt-checkpoint-"+runID, b.Bytes())
+}
+
+// writeCheckpointBlob stores archive (a tar of checkpoint files) in c's
+// content store as a containerd checkpoint blob and returns its descriptor.
+func writeCheckpointBlob(ctx context.Context, t *testing.T, c *client.Client, ref string, archive []byte) *types.Descriptor {
+	t.Helper()
+	d := ocispec.Descriptor{MediaType: images.MediaTypeContainerd1Checkpoint, Digest: digest.FromBytes(archive), Size: int64(len(archive))}
+	if err := content.WriteBlob(ctx, c.ContentStore(), ref, bytes.NewReader(archive), d); err != nil {
+		t.Fatalf("write checkpoint blob %s: %v", ref, err)
 	}
 	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
 }

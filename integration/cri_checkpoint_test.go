@@ -17,11 +17,7 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -224,11 +220,7 @@ func writeArchiveImage(ctx context.Context, t *testing.T, c *client.Client, loca
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d := ocispec.Descriptor{MediaType: images.MediaTypeContainerd1Checkpoint, Digest: digest.FromBytes(b.Bytes()), Size: int64(b.Len())}
-	if err := content.WriteBlob(ctx, c.ContentStore(), "cri-checkpoint-"+runID, bytes.NewReader(b.Bytes()), d); err != nil {
-		t.Fatalf("write checkpoint blob: %v", err)
-	}
-	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
+	return writeCheckpointBlob(ctx, t, c, "cri-checkpoint-"+runID, b.Bytes())
 }
 
 // testCRICheckpointTwo: runsc would save both members of a two-container
