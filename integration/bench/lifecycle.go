@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -188,6 +189,7 @@ func (e *env) cleanupContainer(c client.Container, t client.Task) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		e.logf("cleanup of %s: %v", c.ID(), err)
+		// Always said: a failed cleanup explains a leftover shim.
+		fmt.Fprintf(os.Stderr, "bench: cleanup of %s: %v\n", c.ID(), err)
 	}
 }

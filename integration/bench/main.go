@@ -69,6 +69,7 @@ type options struct {
 	shim        string
 	sections    map[string]bool
 	readme      string
+	from        string
 	rawSpec     string
 	logLevel    string
 	settle      time.Duration
@@ -99,6 +100,7 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.keepSamples, "samples", true, "include every sample in the JSON")
 	flag.IntVar(&o.timeline, "timeline", 0, "diagnostics: after the sections, run N lifecycles and execs with a runsc wrapper that times each runsc call, and split every client step into time in runsc and the rest")
 	flag.StringVar(&o.runscCurrent, "runsc-current", os.Getenv("RUNSC_CURRENT"), "current gVisor's runsc, measured beside Debian's in the runscs section (`make bench` builds it)")
+	flag.StringVar(&o.from, "from", "", "measure nothing: print the report of this bench.json (and, with -readme, write its figures)")
 	flag.StringVar(&o.readme, "readme", "", "after a full run (every section, both containerd versions, no failed section), replace the figures between the bench markers of this file (`make bench` passes README.md)")
 	daemonEnv := flag.String("daemon-env", "", "comma-separated KEY=VALUE added to containerd's environment, which the shims (and runsc) inherit: e.g. GOGC=50 to see its effect on the shims' memory")
 	flag.Parse()
@@ -246,6 +248,9 @@ func run(o *options) (retErr error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if o.from != "" {
+		return fromFile(o)
+	}
 	rep := &Report{Meta: Meta{Started: time.Now(), Host: hostInfo(), Flags: map[string]string{}}}
 	flag.VisitAll(func(f *flag.Flag) { rep.Meta.Flags[f.Name] = f.Value.String() })
 
@@ -668,4 +673,26 @@ func stripSamples(r *Report) {
 			}
 		}
 	}
+}
+
+// fromFile prints the report of an earlier run (-from) and, with -readme,
+// writes its figures into the README.
+func fromFile(o *options) error {
+	b, err := os.ReadFile(o.from)
+	if err != nil {
+		return fmt.Errorf("-from: %w", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("-from %s: %w", o.from, err)
+	}
+	printMarkdown(os.Stdout, &rep)
+	if o.readme == "" {
+		return nil
+	}
+	sections := map[string]bool{}
+	for _, s := range strings.Split(rep.Meta.Flags["sections"], ",") {
+		sections[s] = true
+	}
+	return writeReadme(o.readme, &rep, sections)
 }
