@@ -240,7 +240,16 @@ func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 		peak := atoi(readTrim(t, memStatFile(memDir, "peak")))
 		t.Logf("%s: sandbox idle %.1f MiB, its own memory counted %.1f MiB, limit %.1f MiB, peak %.1f MiB",
 			under.name, float64(idle)/mib, float64(own)/mib, float64(atoi(mem))/mib, float64(peak)/mib)
+		stop := time.Now()
 		p.stopRemove(t, true)
+		// containerd 2.x polled this pod's stats: a control connection the
+		// shim kept open would hold the killed sandbox for runsc's
+		// control-rpc-stop-timeout (15 s) before it exits.
+		if d := time.Since(stop); d > 5*time.Second {
+			t.Errorf("%s: pod stopped and removed in %v, want well under runsc's 15 s control-rpc-stop-timeout", under.name, d.Round(time.Millisecond))
+		} else {
+			t.Logf("%s: pod stopped and removed in %v", under.name, d.Round(time.Millisecond))
+		}
 	}
 
 	// Over the limit.
@@ -265,12 +274,14 @@ func (e *criEnv) testCRIMemoryLimitOneContainer(t *testing.T) {
 	// The host's OOM killer killed the sandbox itself: the pod goes
 	// NOTREADY on its own (and containerd 1.6's StopPodSandbox, racing with
 	// its own handling of that exit, could otherwise leave it READY).
+	oom := time.Now()
 	for deadline := time.Now().Add(criWaitTimeout); ; time.Sleep(100 * time.Millisecond) {
 		ps, err := e.c.Runtime.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
 		if err != nil {
 			t.Fatalf("PodSandboxStatus %s: %v", p.id, err)
 		}
 		if ps.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			t.Logf("pod NOTREADY %v after the container's exit was seen", time.Since(oom).Round(time.Millisecond))
 			break
 		}
 		if time.Now().After(deadline) {

@@ -189,90 +189,92 @@ func (b brokenConn) Unwrap() error { return b.err }
 
 // Control is a sandbox's control server for the calls that answer at once
 // (stats, polled every second by containerd 2.x's CRI): its address, read
-// from the sandbox's state once, and one connection kept open between calls
-// (the server serves any number of calls on a connection), so that a poll
-// costs one write and one read instead of a state file, a connect and a
-// server-side connection. Close it when the sandbox is gone.
+// from the sandbox's state once, so that a poll costs a connect, one write
+// and one read instead of a state file as well. No connection is kept open
+// between calls: a sandbox whose application has exited waits for its idle
+// control clients before it exits (runsc's control-rpc-stop-timeout, 15 s
+// in every runsc this shim has met), so a kept connection would hold a
+// killed pod's sandbox, its memory and the pod's stop, for that long.
 type Control struct {
 	r   *Runsc
 	sid string // containerd's id of the sandbox
 
 	mu     sync.Mutex
 	addr   string
-	conn   net.Conn
-	dec    *json.Decoder
 	closed bool
 }
 
-// NewControl returns the control server of sandbox sid (containerd's id),
-// connected when first used.
+// NewControl returns the control server of sandbox sid (containerd's id).
 func (r *Runsc) NewControl(sid string) *Control {
 	return &Control{r: r, sid: sid}
 }
 
-// Close closes the connection; later calls use a connection of their own.
+// Close forgets the address; later calls read it from the state again.
 func (c *Control) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	c.dropLocked()
+	c.addr = ""
 	return nil
 }
 
-func (c *Control) dropLocked() {
-	if c.conn != nil {
-		c.conn.Close()
-	}
-	c.conn, c.dec = nil, nil
-}
-
-// call makes one call on the kept connection. A call made while another is
-// in flight, or after Close, uses a connection of its own. A kept connection
-// that broke (the sandbox stopped its server, or was restored under another
-// socket) is dropped and the call retried once on a new one: the calls made
-// here only read.
+// call makes one call on a connection of its own, closed when answered.
+// When the remembered address fails (the sandbox was restored under
+// another socket) it is read again and the call retried once: the calls
+// made here only read.
 func (c *Control) call(ctx context.Context, method string, arg, result any, timeout time.Duration) error {
-	if !c.mu.TryLock() {
-		return c.r.controlCall(ctx, c.sid, method, arg, result, timeout, nil)
-	}
-	defer c.mu.Unlock()
-	if c.closed {
+	c.mu.Lock()
+	addr, closed := c.addr, c.closed
+	c.mu.Unlock()
+	if closed {
 		return c.r.controlCall(ctx, c.sid, method, arg, result, timeout, nil)
 	}
 	for attempt := 0; ; attempt++ {
-		reused := c.conn != nil
-		if !reused {
-			if c.addr == "" {
-				addr, err := c.r.controlSocket(c.r.ID(c.sid))
-				if err != nil {
-					return err
-				}
-				c.addr = addr
-			}
-			dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
-			conn, err := dialControl(dctx, c.addr)
-			cancel()
+		remembered := addr != ""
+		if !remembered {
+			a, err := c.r.controlSocket(c.r.ID(c.sid))
 			if err != nil {
-				err = fmt.Errorf("%w: connect %s: %v", ErrNoControlSocket, c.addr, err)
-				c.addr = ""
 				return err
 			}
-			c.conn, c.dec = conn, json.NewDecoder(conn)
+			addr = a
+			c.mu.Lock()
+			if !c.closed {
+				c.addr = addr
+			}
+			c.mu.Unlock()
 		}
-		err := exchange(ctx, c.conn, c.dec, c.addr, method, arg, result, timeout, nil)
+		err := c.callAt(ctx, addr, method, arg, result, timeout)
 		if err == nil {
 			return nil
 		}
 		var b brokenConn
-		if !errors.As(err, &b) && ctx.Err() == nil {
-			return err // answered: the connection is still in step
+		if !errors.As(err, &b) && !errors.Is(err, errConnect) || ctx.Err() != nil {
+			return err // answered, or given up on
 		}
-		c.dropLocked()
-		if !reused || attempt > 0 || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		if !remembered || attempt > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
-		c.addr = ""
+		c.mu.Lock()
+		if c.addr == addr {
+			c.addr = ""
+		}
+		c.mu.Unlock()
+		addr = ""
 	}
+}
+
+// errConnect marks a call whose connection could not be made.
+var errConnect = errors.New("connect")
+
+func (c *Control) callAt(ctx context.Context, addr, method string, arg, result any, timeout time.Duration) error {
+	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
+	conn, err := dialControl(dctx, addr)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: %w %s: %v", ErrNoControlSocket, errConnect, addr, err)
+	}
+	defer conn.Close()
+	return exchange(ctx, conn, json.NewDecoder(conn), addr, method, arg, result, timeout, nil)
 }
 
 // controlDialTimeout bounds connecting to a control socket; controlTimeout

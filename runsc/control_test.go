@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeControl serves one urpc call on a unix socket recorded in sandbox
@@ -162,20 +162,13 @@ func TestControlStatsSandboxWide(t *testing.T) {
 // (closed by the test) asks it to drop every connection. It counts the
 // connections it accepted.
 type urpcControl struct {
-	conns atomic.Int32
-	mu    sync.Mutex
-	open  []net.Conn
+	conns  atomic.Int32 // accepted
+	active atomic.Int32 // accepted, not yet closed by the client
+	l      net.Listener
 }
 
-// hangUp closes every connection, as a stopping sandbox's server does.
-func (u *urpcControl) hangUp() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, c := range u.open {
-		c.Close()
-	}
-	u.open = nil
-}
+// close stops listening (the sandbox is gone, or moved).
+func (u *urpcControl) close() { u.l.Close() }
 
 func serveURPC(t *testing.T, root, sid string, answer func(method, arg string) any) *urpcControl {
 	t.Helper()
@@ -185,6 +178,7 @@ func serveURPC(t *testing.T, root, sid string, answer func(method, arg string) a
 	if err != nil {
 		t.Fatal(err)
 	}
+	u.l = l
 	t.Cleanup(func() { l.Close() })
 	state := fmt.Sprintf(`{"id":%q,"sandbox":{"id":%q,"controlSocketPath":%q}}`, sid, sid, sock)
 	if err := os.WriteFile(filepath.Join(root, sid+"_sandbox:"+sid+".state"), []byte(state), 0o644); err != nil {
@@ -197,10 +191,9 @@ func serveURPC(t *testing.T, root, sid string, answer func(method, arg string) a
 				return
 			}
 			u.conns.Add(1)
-			u.mu.Lock()
-			u.open = append(u.open, conn)
-			u.mu.Unlock()
+			u.active.Add(1)
 			go func() {
+				defer u.active.Add(-1)
 				defer conn.Close()
 				dec := json.NewDecoder(conn)
 				for {
@@ -222,18 +215,20 @@ func serveURPC(t *testing.T, root, sid string, answer func(method, arg string) a
 	return u
 }
 
-// A Control keeps one connection for all the stats polls of a sandbox, and
-// connects again, once, when the sandbox's server dropped it.
-func TestControlStatsKeepsConnection(t *testing.T) {
+// A Control connects for each stats poll and leaves nothing open between
+// polls (a sandbox waits for its idle control clients before it exits), and
+// reads the address again, once, when the remembered one fails.
+func TestControlStatsLeavesNoConnection(t *testing.T) {
 	r := &Runsc{Command: "/fake/runsc-keep", Root: t.TempDir(), IDSuffix: IDSuffix}
 	var total atomic.Uint64
-	u := serveURPC(t, r.Root, "pod+", func(method, arg string) any {
+	answer := func(method, arg string) any {
 		if method != "containerManager.Event" || arg != "c1+" {
 			return map[string]any{"success": false, "err": "unexpected " + method + " " + arg}
 		}
 		return map[string]any{"success": true, "result": map[string]any{"event": map[string]any{
 			"type": "stats", "id": "c1+", "data": map[string]any{"cpu": map[string]any{"usage": map[string]any{"total": total.Add(1)}}}}}}
-	})
+	}
+	u := serveURPC(t, r.Root, "pod+", answer)
 	ctl := r.NewControl("pod")
 	poll := func(want uint64) {
 		t.Helper()
@@ -242,37 +237,41 @@ func TestControlStatsKeepsConnection(t *testing.T) {
 			t.Fatalf("stats %+v, %v; want cpu %d", st, err, want)
 		}
 	}
+	idle := func(u *urpcControl) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); u.active.Load() != 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d control connections still open after the polls returned", u.active.Load())
+			}
+		}
+	}
 	for i := range 5 {
 		poll(uint64(i + 1))
+		idle(u)
 	}
-	if n := u.conns.Load(); n != 1 {
-		t.Fatalf("5 polls made %d connections, want 1", n)
+	if n := u.conns.Load(); n != 5 {
+		t.Fatalf("5 polls made %d connections, want 5", n)
 	}
-	// The server drops its clients (as a stopping sandbox does): the next
-	// poll connects again and is answered.
-	u.hangUp()
-	poll(6)
-	if n := u.conns.Load(); n != 2 {
-		t.Fatalf("after the server hung up: %d connections, want 2", n)
-	}
-	// A refused call keeps the connection, which is still in step.
+	// A refused call is an answer: no retry.
 	if err := ctl.call(context.Background(), "containerManager.Other", nil, new(any), controlTimeout); err == nil || !strings.Contains(err.Error(), "unexpected containerManager.Other") {
 		t.Fatalf("refused call: %v", err)
 	}
-	poll(7)
-	if n := u.conns.Load(); n != 2 {
-		t.Fatalf("after a refused call: %d connections, want 2", n)
+	if n := u.conns.Load(); n != 6 {
+		t.Fatalf("after a refused call: %d connections, want 6", n)
 	}
-	// Closed (the sandbox is gone): calls connect on their own and leave
-	// nothing open.
+	// The sandbox now listens elsewhere (restored): the remembered address
+	// fails to connect, the state is read again and the poll answered.
+	u.close()
+	u2 := serveURPC(t, r.Root, "pod+", answer)
+	poll(6)
+	idle(u2)
+	if n := u2.conns.Load(); n != 1 {
+		t.Fatalf("after the address changed: %d connections to the new one, want 1", n)
+	}
+	// Closed (the sandbox is gone): calls still work, on their own.
 	ctl.Close()
-	poll(8)
-	if n := u.conns.Load(); n != 3 {
-		t.Fatalf("after Close: %d connections, want 3", n)
-	}
-	if ctl.conn != nil {
-		t.Fatal("a closed Control keeps a connection")
-	}
+	poll(7)
+	idle(u2)
 }
 
 // A Control whose sandbox is gone (nobody listens) answers
