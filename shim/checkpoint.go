@@ -24,7 +24,7 @@ import (
 // Checkpoint saves a container's sandbox into a checkpoint image with
 // `runsc checkpoint`. runsc checkpoints a whole sandbox, so only a container
 // that is alone in the sandbox it started, or a pod's only member (see
-// checkWholeSandbox), can be checkpointed. The
+// holdWholeSandbox), can be checkpointed. The
 // container keeps running unless the options ask for Exit; then its exit is
 // reported as any other.
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
@@ -36,9 +36,10 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	if err != nil {
 		return nil, errToTTRPC(fmt.Errorf("checkpoint %q: %w", r.ID, err))
 	}
-	if err := s.checkWholeSandbox(c, "checkpoint"); err != nil {
+	if err := s.holdWholeSandbox(c, "checkpoint"); err != nil {
 		return nil, errToTTRPC(err)
 	}
+	defer s.releaseWholeSandbox(c, "checkpoint", false)
 	if cfg.Exit && c.init.Subcontainer() {
 		return nil, errToTTRPC(fmt.Errorf("cannot checkpoint %q with exit: runsc would stop the whole gVisor sandbox %q, its pod's with it; "+
 			"checkpoint it leaving it running (what kubelet does): %w", r.ID, c.sandboxID, errdefs.ErrFailedPrecondition))
@@ -53,6 +54,7 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 		if err := c.init.Resume(ctx); err != nil {
 			return nil, errToTTRPC(fmt.Errorf("checkpoint %q: resume it first (its runsc cannot checkpoint a paused sandbox): %w", r.ID, err))
 		}
+		s.resumed(c)
 		s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("image", cfg.ImagePath).WithField("exit", cfg.Exit).Info("checkpoint")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +55,20 @@ type service struct {
 	reserved map[string]bool
 	// pods are the sandboxes this shim started, by sandbox (root container) id.
 	pods map[string]*pod
+	// joining are the containers whose Create into a pod's sandbox is in
+	// progress (id -> gVisor sandbox id), and held the sandboxes a
+	// whole-sandbox operation holds (a pause until its resume, a
+	// checkpoint while it runs): see holdWholeSandbox.
+	joining map[string]string
+	held    map[string]*sandboxHold
+}
+
+// sandboxHold is what holds a gVisor sandbox: busy pauses and checkpoints
+// in progress (the last one asked for container by), and the container
+// whose pause froze it until its resume.
+type sandboxHold struct {
+	busy       int
+	by, paused string
 }
 
 // NewTaskService returns the task service and starts its exit and event loops.
@@ -72,6 +87,8 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		early:      make(map[int]runc.Exit),
 		reserved:   make(map[string]bool),
 		pods:       make(map[string]*pod),
+		joining:    make(map[string]string),
+		held:       make(map[string]*sandboxHold),
 	}
 	runc.Monitor = reaper.Default
 	go s.processExits(reaper.Default.Subscribe())
@@ -267,6 +284,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			return nil, errToTTRPC(err)
 		}
 	}
+	if c.init.Subcontainer() {
+		if err := s.beginJoin(c); err != nil {
+			return nil, errToTTRPC(err)
+		}
+		defer s.endJoin(c)
+	}
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
 	}
@@ -458,6 +481,13 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.leavePod(c)
 	s.mu.Lock()
 	delete(s.containers, r.ID)
+	if h := s.held[c.gvisorSandbox()]; h != nil && (h.paused == c.id || !c.init.Subcontainer()) {
+		h.paused = ""
+		if !c.init.Subcontainer() {
+			delete(s.held, c.id)
+		}
+		s.dropHold(c.gvisorSandbox())
+	}
 	if !c.init.Subcontainer() {
 		delete(s.running, p.Pid())
 	}
@@ -576,18 +606,20 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 // Pause freezes a container. runsc pauses a whole sandbox (its kernel), so
 // a container that shares a sandbox with other members of its pod cannot be
 // paused alone: that is refused, never reported wrongly. A pod's only member
-// pauses with the pod's idle pause process (see checkWholeSandbox).
+// pauses with the pod's idle pause process (see holdWholeSandbox).
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, errToTTRPC(err)
 	}
-	if err := s.checkWholeSandbox(c, "pause"); err != nil {
+	if err := s.holdWholeSandbox(c, "pause"); err != nil {
 		return nil, errToTTRPC(err)
 	}
 	if err := c.init.Pause(ctx); err != nil {
+		s.releaseWholeSandbox(c, "pause", false)
 		return nil, errToTTRPC(fmt.Errorf("pause %q: %w", r.ID, err))
 	}
+	s.releaseWholeSandbox(c, "pause", true)
 	s.events.publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: r.ID})
 	return empty, nil
 }
@@ -600,11 +632,22 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 	if err := c.init.Resume(ctx); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("resume %q: %w", r.ID, err))
 	}
+	s.resumed(c)
 	s.events.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: r.ID})
 	return empty, nil
 }
 
-// checkWholeSandbox refuses op on c unless its sandbox holds nothing that
+// resumed ends the hold of c's pause on its sandbox.
+func (s *service) resumed(c *container) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.held[c.gvisorSandbox()]; h != nil {
+		h.paused = ""
+		s.dropHold(c.gvisorSandbox())
+	}
+}
+
+// holdWholeSandbox refuses op on c unless its sandbox holds nothing that
 // op would wrongly catch: runsc pauses and checkpoints a whole sandbox. A
 // container alone in the sandbox it started qualifies, and so does a pod's
 // only member: its sandbox holds just it and the pod's pause container,
@@ -612,9 +655,82 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 // API, CRI CheckpointContainer, reaches: a pause, a checkpoint, a resume of
 // the pod's container). A sandbox with two members, or the pod's own
 // container while a member runs in it, is refused.
-func (s *service) checkWholeSandbox(c *container, op string) error {
+//
+// It holds c's sandbox for op, atomically with the check, until
+// releaseWholeSandbox (a pause that succeeded: until its resume): a Create
+// that would join the sandbox meanwhile is refused, and a Create already
+// joining it makes op refused.
+func (s *service) holdWholeSandbox(c *container, op string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkWholeSandboxLocked(c, op); err != nil {
+		return err
+	}
+	sb := c.gvisorSandbox()
+	for id, in := range s.joining {
+		if in == sb && id != c.id {
+			return fmt.Errorf("cannot %s %q: container %q is being created in the same gVisor sandbox %q, and runsc can only %s the whole sandbox: %w",
+				op, c.id, id, sb, op, errdefs.ErrFailedPrecondition)
+		}
+	}
+	h := s.held[sb]
+	if h == nil {
+		h = &sandboxHold{}
+		s.held[sb] = h
+	}
+	h.busy++
+	h.by = c.id
+	return nil
+}
+
+// releaseWholeSandbox ends the hold holdWholeSandbox took for op; a pause
+// that succeeded (paused) keeps holding the sandbox until its resume.
+func (s *service) releaseWholeSandbox(c *container, op string, paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := c.gvisorSandbox()
+	h := s.held[sb]
+	if h == nil {
+		return
+	}
+	h.busy--
+	if op == "pause" && paused {
+		h.paused = c.id
+	}
+	s.dropHold(sb)
+}
+
+// dropHold forgets a sandbox nothing holds any more; s.mu is held.
+func (s *service) dropHold(sb string) {
+	if h := s.held[sb]; h != nil && h.busy <= 0 && h.paused == "" {
+		delete(s.held, sb)
+	}
+}
+
+// beginJoin records a Create of c into its pod's sandbox, refused while a
+// whole-sandbox operation holds that sandbox: runsc would pause or
+// checkpoint the new container with it.
+func (s *service) beginJoin(c *container) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.held[c.sandboxID]; h != nil {
+		what := "being paused or checkpointed (container " + strconv.Quote(h.by) + "); create it once that is done"
+		if h.paused != "" {
+			what = "paused (container " + strconv.Quote(h.paused) + "); resume it first"
+		}
+		return fmt.Errorf("create container %q: its pod's gVisor sandbox %q is %s: %w", c.id, c.sandboxID, what, errdefs.ErrFailedPrecondition)
+	}
+	s.joining[c.id] = c.sandboxID
+	return nil
+}
+
+func (s *service) endJoin(c *container) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.joining, c.id)
+}
+
+func (s *service) checkWholeSandboxLocked(c *container, op string) error {
 	for _, o := range s.containers {
 		if o == c || !o.init.Subcontainer() {
 			continue

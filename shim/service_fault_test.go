@@ -19,6 +19,7 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	apitask "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/events"
@@ -236,7 +237,8 @@ func (e *faultEnv) killAll() {
 }
 
 // bundle writes a bundle for id; sandbox != "" makes it a pod container
-// joining that sandbox (CRI annotations).
+// joining that sandbox (CRI annotations), sandbox == id the pod's sandbox
+// container.
 func (e *faultEnv) bundle(id, sandbox string) string {
 	e.t.Helper()
 	b := filepath.Join(e.t.TempDir(), id)
@@ -244,7 +246,11 @@ func (e *faultEnv) bundle(id, sandbox string) string {
 		e.t.Fatal(err)
 	}
 	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"}, Root: &specs.Root{Path: "rootfs"}}
-	if sandbox != "" {
+	switch sandbox {
+	case "":
+	case id:
+		spec.Annotations = map[string]string{oci.ContainerTypeAnnotation: "sandbox", oci.SandboxIDAnnotation: id}
+	default:
 		spec.Annotations = map[string]string{oci.ContainerTypeAnnotation: "container", oci.SandboxIDAnnotation: sandbox}
 	}
 	j, err := json.Marshal(spec)
@@ -711,5 +717,191 @@ func TestUnsupportedRunscIsNotImplemented(t *testing.T) {
 	wantKind(t, err, errdefs.IsNotImplemented, "NotImplemented")
 	if !strings.Contains(err.Error(), runsc.ErrUnsupported.Error()) {
 		t.Fatalf("message lost: %v", err)
+	}
+}
+
+// A pod's sandbox container is created and started by one `runsc run
+// --detach`; Start runs no runsc and reports it running; the pod's member
+// still gets create and start. Kill, exit and delete work as for any
+// container.
+func TestPodSandboxRunsAtCreate(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("pod", "pod")
+	calls := e.calls()
+	if !strings.Contains(calls, "run --bundle=") || !strings.Contains(calls, " --detach pod+") || strings.Contains(calls, "create ") {
+		t.Fatalf("the pod's sandbox must be made by runsc run --detach; calls:\n%s", calls)
+	}
+	st, err := e.s.State(e.ctx, &taskAPI.StateRequest{ID: "pod"})
+	if err != nil || st.Status.String() != "CREATED" {
+		t.Fatalf("state before Start: %v %v", st, err)
+	}
+	e.start("pod")
+	if strings.Contains(e.calls(), "start pod+") {
+		t.Fatalf("Start ran runsc start for a container runsc run started; calls:\n%s", e.calls())
+	}
+	st, err = e.s.State(e.ctx, &taskAPI.StateRequest{ID: "pod"})
+	if err != nil || st.Status.String() != "RUNNING" {
+		t.Fatalf("state after Start: %v %v", st, err)
+	}
+	e.create("ctr", "pod")
+	e.start("ctr")
+	if calls := e.calls(); !strings.Contains(calls, "create --bundle=") || !strings.Contains(calls, "start ctr+") {
+		t.Fatalf("a pod member is created and started as the Task API asks; calls:\n%s", calls)
+	}
+	for _, id := range []string{"ctr", "pod"} {
+		if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: id, Signal: 9}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitEvents(id, "create "+id, "start "+id, "exit "+id+" 137")
+	}
+	for _, id := range []string{"ctr", "pod"} {
+		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.noneLeft()
+}
+
+// A runsc without `run` gets the pod's sandbox created and started in two
+// calls; a pod sandbox deleted before Start (made by runsc run) is removed
+// like any created container.
+func TestPodSandboxWithoutRun(t *testing.T) {
+	e := newFaultEnv(t)
+	// A runsc binary of its own: its probed features are its own.
+	fake, err := filepath.Abs("testdata/fake-runsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	norun := filepath.Join(dir, "runsc-without-run")
+	if err := os.WriteFile(norun, []byte(fmt.Sprintf("#!/bin/bash\nFAKE_NO_RUN=1 exec %q \"$@\"\n", fake)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "runsc.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("binary_name = %q\nroot = %q\n", norun, e.root)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.ConfigPath = cfg
+	e.create("pod", "pod")
+	e.start("pod")
+	if calls := e.calls(); strings.Contains(calls, "run ") || !strings.Contains(calls, "create --bundle=") || !strings.Contains(calls, "start pod+") {
+		t.Fatalf("without runsc run: create and start; calls:\n%s", calls)
+	}
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "pod", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvents("pod", "create pod", "start pod", "exit pod 137")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod"}); err != nil {
+		t.Fatal(err)
+	}
+	e.create("pod2", "pod2")
+	r, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != 137 {
+		t.Fatalf("delete of a created pod sandbox: status %d", r.ExitStatus)
+	}
+	e.waitEvents("pod2", "create pod2", "exit pod2 137", "delete pod2 137")
+	e.noneLeft()
+}
+
+// The check that a pod's sandbox holds nothing but the container to pause
+// or checkpoint, and a Create joining that sandbox, cannot interleave: a
+// pause is refused while a member's Create is in progress, a Create is
+// refused while the sandbox is paused (until its resume) or a checkpoint
+// runs.
+func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
+	e := newFaultEnv(t)
+	e.create("pod", "pod")
+	e.start("pod")
+	e.create("ctr", "pod")
+	e.start("ctr")
+
+	// A member's Create hangs in runsc create.
+	e.fault("hang-create.once")
+	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+	defer cancel()
+	created := make(chan error, 1)
+	go func() {
+		_, err := e.s.Create(ctx, e.createReq("ctr2", "pod"))
+		created <- err
+	}()
+	for !strings.Contains(e.calls(), " ctr2+") {
+		select {
+		case err := <-created:
+			t.Fatalf("create ctr2 returned before runsc create ran: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "ctr"})
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a pause while a member is being created")
+	if !strings.Contains(err.Error(), `container "ctr2" is being created in the same gVisor sandbox "pod"`) {
+		t.Fatalf("pause ctr: %v", err)
+	}
+	if err := <-created; err == nil {
+		t.Fatal("create with a hung runsc succeeded")
+	}
+
+	// Paused: no container joins until the resume.
+	if _, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "ctr"}); err != nil {
+		t.Fatalf("pause the lone member: %v", err)
+	}
+	_, err = e.s.Create(e.ctx, e.createReq("ctr3", "pod"))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a create into a paused sandbox")
+	if !strings.Contains(err.Error(), `its pod's gVisor sandbox "pod" is paused (container "ctr"); resume it first`) {
+		t.Fatalf("create ctr3: %v", err)
+	}
+	if strings.Contains(e.calls(), " ctr3+") {
+		t.Fatalf("runsc ran for the refused create:\n%s", e.calls())
+	}
+	if _, err := e.s.Resume(e.ctx, &taskAPI.ResumeRequest{ID: "ctr"}); err != nil {
+		t.Fatal(err)
+	}
+	e.create("ctr3", "pod")
+	e.start("ctr3")
+	for id, paused := range map[string][]string{"ctr": {"paused ctr", "resumed ctr"}, "ctr3": nil} {
+		if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: id, Signal: 9}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitEvents(id, slices.Concat([]string{"create " + id, "start " + id}, paused, []string{"exit " + id + " 137"})...)
+		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A checkpoint of the pod's sandbox container, alone in it, is running.
+	e.fault("hang-checkpoint.once")
+	cctx, ccancel := context.WithTimeout(e.ctx, 3*time.Second)
+	defer ccancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.s.Checkpoint(cctx, checkpointReq(t, "pod", t.TempDir(), &options.CheckpointOptions{Exit: true}))
+		done <- err
+	}()
+	for !strings.Contains(e.calls(), "checkpoint ") {
+		select {
+		case err := <-done:
+			t.Fatalf("checkpoint returned before runsc checkpoint ran: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_, err = e.s.Create(e.ctx, e.createReq("ctr4", "pod"))
+	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a create during a checkpoint")
+	if !strings.Contains(err.Error(), `its pod's gVisor sandbox "pod" is being paused or checkpointed (container "pod")`) {
+		t.Fatalf("create ctr4: %v", err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("checkpoint with a hung runsc succeeded")
+	}
+	e.create("ctr4", "pod")
+	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "ctr4"}); err != nil {
+		t.Fatal(err)
+	}
+	e.s.mu.Lock()
+	held, joining := len(e.s.held), len(e.s.joining)
+	e.s.mu.Unlock()
+	if held != 0 || joining != 0 {
+		t.Fatalf("holds left: %d held, %d joining", held, joining)
 	}
 }
