@@ -39,9 +39,7 @@ func TestCheckpointExitThenRestore(t *testing.T) {
 	}
 	// The sandbox stopped: its exit is reported once, as any exit.
 	e.waitEvents("c1", "create c1", "start c1", "exit c1 143")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c1")
 
 	req := e.createReq("c2", "")
 	req.Checkpoint = img
@@ -57,13 +55,9 @@ func TestCheckpointExitThenRestore(t *testing.T) {
 	if err != nil || st.Status.String() != "RUNNING" {
 		t.Fatalf("state of restored: %v %v", st, err)
 	}
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c2", Signal: 9}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("c2", 9)
 	e.waitEvents("c2", "create c2", "start c2", "exit c2 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c2"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c2")
 	e.noneLeft()
 }
 

@@ -285,6 +285,24 @@ func (e *faultEnv) start(id string) {
 	}
 }
 
+// kill sends sig to container id.
+func (e *faultEnv) kill(id string, sig uint32) {
+	e.t.Helper()
+	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: id, Signal: sig}); err != nil {
+		e.t.Fatalf("kill %s: %v", id, err)
+	}
+}
+
+// del deletes containers, in order.
+func (e *faultEnv) del(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
+			e.t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+}
+
 // waitEvents waits until container id has exactly want published, then
 // checks that nothing more comes for a moment.
 func (e *faultEnv) waitEvents(id string, want ...string) {
@@ -402,9 +420,7 @@ func TestFaultDoubleKillOfCreatedPodContainer(t *testing.T) {
 		}
 	}
 	e.waitEvents("ctr", "create ctr", "exit ctr 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "ctr"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("ctr")
 	e.waitEvents("ctr", "create ctr", "exit ctr 137", "delete ctr 137")
 	// The subcontainer's spec names the sandbox by its runsc id.
 	spec, err := oci.LoadSpec(ctrReq.Bundle)
@@ -414,13 +430,9 @@ func TestFaultDoubleKillOfCreatedPodContainer(t *testing.T) {
 	if got := spec.Annotations[oci.SandboxIDAnnotation]; got != "pod+" {
 		t.Fatalf("sandbox annotation for runsc = %q, want pod+", got)
 	}
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "pod", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("pod", uint32(syscall.SIGKILL))
 	e.waitEvents("pod", "create pod", "start pod", "exit pod 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("pod")
 	e.noneLeft()
 }
 
@@ -457,11 +469,7 @@ func TestFaultPodMemberExitFollowsSandboxExit(t *testing.T) {
 	if strings.Join(exits, "|") != "exit pod 137|exit ctr 137" {
 		t.Fatalf("exits published in the order %q, want the sandbox's first", exits)
 	}
-	for _, id := range []string{"ctr", "pod"} {
-		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.del("ctr", "pod")
 	e.noneLeft()
 }
 
@@ -483,9 +491,7 @@ func TestFaultKillRacingExit(t *testing.T) {
 	e.waitEvents("c1", "create c1", "start c1", "exit c1 143")
 	_, err = e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGTERM)})
 	wantKind(t, err, errdefs.IsNotFound, "NotFound")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c1")
 	e.noneLeft()
 }
 
@@ -493,9 +499,7 @@ func TestFaultDeleteFailsThenSucceeds(t *testing.T) {
 	e := newFaultEnv(t)
 	e.create("c1", "")
 	e.start("c1")
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("c1", uint32(syscall.SIGKILL))
 	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
 	e.fault("delete-fail.once")
 	_, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"})
@@ -524,9 +528,7 @@ func TestFaultStartKilled(t *testing.T) {
 	if err != nil || st.Status != apitask.Status_CREATED {
 		t.Fatalf("after a killed start: %v %v", st, err)
 	}
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c1")
 	e.waitEvents("c1", "create c1", "exit c1 137", "delete c1 137")
 	e.noneLeft()
 }
@@ -547,13 +549,9 @@ func TestFaultRunscHangsPastDeadline(t *testing.T) {
 		t.Fatalf("kill returned after %v, past its deadline", d)
 	}
 	e.clear("hang-kill-signal")
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("c1", uint32(syscall.SIGKILL))
 	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c1")
 	e.noneLeft()
 }
 
@@ -572,13 +570,9 @@ func TestFaultGarbageFromRunsc(t *testing.T) {
 	if _, err := e.s.Pids(e.ctx, &taskAPI.PidsRequest{ID: "c1"}); err == nil || !strings.Contains(err.Error(), "runsc ps") {
 		t.Fatalf("want an error naming runsc ps, got %v", err)
 	}
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("c1", uint32(syscall.SIGKILL))
 	e.waitEvents("c1", "create c1", "start c1", "exit c1 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("c1")
 	e.noneLeft()
 }
 
@@ -615,9 +609,7 @@ func TestFaultExecStartFailsWaitReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clear("exec-fail")
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("c1", uint32(syscall.SIGKILL))
 	e.waitEvents("c1", "create c1", "start c1", "exec-added c1/e1", "delete c1/e1 255", "exit c1 137")
 }
 
@@ -749,16 +741,10 @@ func TestPodSandboxRunsAtCreate(t *testing.T) {
 		t.Fatalf("a pod member is created and started as the Task API asks; calls:\n%s", calls)
 	}
 	for _, id := range []string{"ctr", "pod"} {
-		if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: id, Signal: 9}); err != nil {
-			t.Fatal(err)
-		}
+		e.kill(id, 9)
 		e.waitEvents(id, "create "+id, "start "+id, "exit "+id+" 137")
 	}
-	for _, id := range []string{"ctr", "pod"} {
-		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.del("ctr", "pod")
 	e.noneLeft()
 }
 
@@ -787,13 +773,9 @@ func TestPodSandboxWithoutRun(t *testing.T) {
 	if calls := e.calls(); strings.Contains(calls, "run ") || !strings.Contains(calls, "create --bundle=") || !strings.Contains(calls, "start pod+") {
 		t.Fatalf("without runsc run: create and start; calls:\n%s", calls)
 	}
-	if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: "pod", Signal: 9}); err != nil {
-		t.Fatal(err)
-	}
+	e.kill("pod", 9)
 	e.waitEvents("pod", "create pod", "start pod", "exit pod 137")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("pod")
 	e.create("pod2", "pod2")
 	r, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "pod2"})
 	if err != nil {
@@ -861,13 +843,9 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 	e.create("ctr3", "pod")
 	e.start("ctr3")
 	for id, paused := range map[string][]string{"ctr": {"paused ctr", "resumed ctr"}, "ctr3": nil} {
-		if _, err := e.s.Kill(e.ctx, &taskAPI.KillRequest{ID: id, Signal: 9}); err != nil {
-			t.Fatal(err)
-		}
+		e.kill(id, 9)
 		e.waitEvents(id, slices.Concat([]string{"create " + id, "start " + id}, paused, []string{"exit " + id + " 137"})...)
-		if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: id}); err != nil {
-			t.Fatal(err)
-		}
+		e.del(id)
 	}
 
 	// A checkpoint of the pod's sandbox container, alone in it, is running.
@@ -895,9 +873,7 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 		t.Fatal("checkpoint with a hung runsc succeeded")
 	}
 	e.create("ctr4", "pod")
-	if _, err := e.s.Delete(e.ctx, &taskAPI.DeleteRequest{ID: "ctr4"}); err != nil {
-		t.Fatal(err)
-	}
+	e.del("ctr4")
 	e.s.mu.Lock()
 	held, joining := len(e.s.held), len(e.s.joining)
 	e.s.mu.Unlock()
