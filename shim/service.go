@@ -730,6 +730,8 @@ func (s *service) endJoin(c *container) {
 	delete(s.joining, c.id)
 }
 
+// checkWholeSandboxLocked is holdWholeSandbox's check of the containers
+// that joined c's sandbox; s.mu is held.
 func (s *service) checkWholeSandboxLocked(c *container, op string) error {
 	for _, o := range s.containers {
 		if o == c || !o.init.Subcontainer() {
