@@ -93,7 +93,10 @@ func (e *criEnv) runPod(t *testing.T, name, handler string, mutate func(*runtime
 	start := time.Now()
 	resp, err := e.c.Runtime.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
-		t.Fatalf("RunPodSandbox %s (handler %s): %v", name, handler, err)
+		// What containerd and the shim did meanwhile: this pod's start is
+		// the daemon's only work, so the tail is its story.
+		t.Fatalf("RunPodSandbox %s (handler %s) after %v: %v\ncontainerd log tail (%s):\n%s",
+			name, handler, time.Since(start).Round(time.Millisecond), err, e.c.Daemon.LogPath, e.c.Daemon.LogTail(120))
 	}
 	p := &criPod{e: e, id: resp.PodSandboxId, name: name, handler: handler, config: cfg}
 	harness.LogOnFailure(t, e.c.Daemon, p.id)

@@ -48,12 +48,6 @@ type InitConfig struct {
 	// restores the sandbox from it (`runsc restore`, which also starts it)
 	// instead of creating a fresh one, and Start only reports it running.
 	Checkpoint string
-	// RunAtCreate makes Create run `runsc run --detach` (create and start
-	// in one runsc call, a runsc process fewer) and Start only report the
-	// container running. For a pod's sandbox container only: its process
-	// (the pause process) does nothing, and containerd's CRI starts it
-	// right after creating it. Ignored with Checkpoint.
-	RunAtCreate bool
 }
 
 // SandboxCgroup is a cgroup the shim creates for a sandbox, rather than
@@ -209,32 +203,25 @@ func (p *Init) create(ctx context.Context) (retErr error) {
 	return nil
 }
 
-// createOrRestore runs `runsc create`, `runsc restore` for a container
-// created from a checkpoint, or `runsc run --detach` (RunAtCreate).
+// createOrRestore runs `runsc create`, or `runsc restore` for a container
+// created from a checkpoint.
 func (p *Init) createOrRestore(ctx context.Context, opts *runsc.CreateOpts) error {
-	switch {
-	case p.cfg.Checkpoint != "":
-		return p.cfg.Runsc.Restore(ctx, p.cfg.ID, &runsc.RestoreOpts{ImagePath: p.cfg.Checkpoint, CreateOpts: *opts})
-	case p.cfg.RunAtCreate:
-		return p.cfg.Runsc.Run(ctx, p.cfg.ID, opts)
+	if p.cfg.Checkpoint == "" {
+		return p.cfg.Runsc.Create(ctx, p.cfg.ID, opts)
 	}
-	return p.cfg.Runsc.Create(ctx, p.cfg.ID, opts)
+	return p.cfg.Runsc.Restore(ctx, p.cfg.ID, &runsc.RestoreOpts{ImagePath: p.cfg.Checkpoint, CreateOpts: *opts})
 }
 
 // Restored reports whether the container was restored from a checkpoint.
 func (p *Init) Restored() bool { return p.cfg.Checkpoint != "" }
 
-// StartedAtCreate reports whether Create also started the container
-// (restored from a checkpoint, or RunAtCreate).
-func (p *Init) StartedAtCreate() bool { return p.Restored() || p.cfg.RunAtCreate }
-
-// Start runs `runsc start`. A container that Create started already runs
-// (runsc restore or run started it): Start only reports it running.
+// Start runs `runsc start`. A restored container already runs (runsc
+// restore started it): Start only reports it running.
 func (p *Init) Start(ctx context.Context) error {
 	if st := p.Status(); st != Created {
 		return fmt.Errorf("cannot start a %s container: %w", st, errdefs.ErrFailedPrecondition)
 	}
-	if p.StartedAtCreate() {
+	if p.Restored() {
 		_ = p.transition("start", Running, Created)
 		return nil
 	}

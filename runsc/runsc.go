@@ -361,20 +361,6 @@ func (r *Runsc) Create(ctx context.Context, id string, opts *CreateOpts) error {
 	return r.runIO(ctx, cmd, "create", opts.IO, opts.Place)
 }
 
-// Run runs `runsc run --detach`: create and start in one runsc call. The
-// container's process runs when it returns; opts are as for Create.
-func (r *Runsc) Run(ctx context.Context, id string, opts *CreateOpts) error {
-	if opts == nil {
-		opts = &CreateOpts{}
-	}
-	cmd := r.cmd(ctx, "run", append(append(opts.args(r.Bundle), "--detach"), r.ID(id))...)
-	return r.runIO(ctx, cmd, "run", opts.IO, opts.Place)
-}
-
-// CanRun reports whether runsc has `run` (every release does; a runsc
-// whose subcommands are unknown is assumed to).
-func (r *Runsc) CanRun() bool { return r.unsupported("run") == nil }
-
 // runIO runs cmd with a process's stdio. runsc forks processes (sandbox,
 // gofer, detached exec) that inherit it and outlive the command: without IO
 // they get /dev/null, never a pipe that waiting for the command would block

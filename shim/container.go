@@ -147,7 +147,6 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		Subcontainer: subcontainer,
 		Cgroup:       sandboxCg,
 		Checkpoint:   r.Checkpoint,
-		RunAtCreate:  runAtCreate(ctx, r, spec, rs),
 	})
 	var res *specs.LinuxResources
 	if spec.Linux != nil {
@@ -167,22 +166,6 @@ func newContainer(ctx context.Context, platform stdio.Platform, ns string, r *ta
 		overhead:     cfg.SandboxOverhead(),
 		perContainer: cfg.ContainerOverhead(),
 	}, nil
-}
-
-// runAtCreate reports whether Create starts the container too (`runsc run
-// --detach`, one runsc call instead of create and start): only a pod's
-// sandbox container, whose pause process does nothing and which
-// containerd's CRI starts right after creating it. Anything else, or a
-// runsc without `run`, is created and started as the Task API asks.
-func runAtCreate(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, rs *runsc.Runsc) bool {
-	if oci.Kind(spec) != oci.Sandbox || r.Checkpoint != "" || r.Terminal {
-		return false
-	}
-	if !rs.CanRun() {
-		log.G(ctx).WithField("id", r.ID).Infof("%s has no run subcommand: the pod's sandbox is created and started in two runsc calls", rs.Features)
-		return false
-	}
-	return true
 }
 
 // newRunsc resolves the runsc binary and root from the configuration.

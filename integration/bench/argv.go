@@ -119,9 +119,8 @@ type ArgvLifecycle struct {
 	Runs   int            `json:"runs"`
 	Phases []ArgvPhase    `json:"phases"`
 	Total  map[string]int `json:"total"`
-	// CreateToRunning lists the calls, beyond create and start (or run,
-	// which is both), made between the create request and the container
-	// running.
+	// CreateToRunning lists the calls, beyond create and start, made
+	// between the create request and the container running.
 	CreateToRunning []string `json:"extra_calls_create_to_running"`
 	// Waiters are the `runsc wait` calls (at most one per container) made
 	// in that window: the waiter the target allows.
@@ -225,9 +224,7 @@ func (e *env) measureArgv(ctx context.Context, a *argvSetup, name string, runs i
 			calls[sub] = (k + runs - 1) / runs
 			for _, cp := range createPhases {
 				switch {
-				case cp != ph || sub == "create" || sub == "start" || sub == "run":
-					// run: a pod's sandbox is created and started in one
-					// call (`runsc run --detach`).
+				case cp != ph || sub == "create" || sub == "start":
 				case sub == "wait" && calls[sub] <= 1:
 					// The one waiter per container the target allows: a
 					// container joining a pod's sandbox gets its exit

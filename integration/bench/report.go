@@ -118,7 +118,7 @@ func targets(d *DaemonReport) []Target {
 			waiters = append(waiters, l.Waiters...)
 			concurrent = append(concurrent, l.Concurrent...)
 		}
-		detail := "only create and start (a pod's sandbox: run, which is both) between the create request and running"
+		detail := "only create and start between the create request and running"
 		if len(extra) > 0 {
 			detail = "extra runsc calls: " + strings.Join(extra, "; ")
 		}
