@@ -724,9 +724,9 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 	e.create("ctr", "pod")
 	e.start("ctr")
 
-	// A member's Create hangs in runsc create.
+	// A member's Create hangs in runsc create until it is cancelled.
 	e.fault("hang-create.once")
-	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	created := make(chan error, 1)
 	go func() {
@@ -745,6 +745,7 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 	if !strings.Contains(err.Error(), `container "ctr2" is being created in the same gVisor sandbox "pod"`) {
 		t.Fatalf("pause ctr: %v", err)
 	}
+	cancel()
 	if err := <-created; err == nil {
 		t.Fatal("create with a hung runsc succeeded")
 	}
@@ -774,7 +775,7 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 
 	// A checkpoint of the pod's sandbox container, alone in it, is running.
 	e.fault("hang-checkpoint.once")
-	cctx, ccancel := context.WithTimeout(e.ctx, 3*time.Second)
+	cctx, ccancel := context.WithCancel(e.ctx)
 	defer ccancel()
 	done := make(chan error, 1)
 	go func() {
@@ -793,6 +794,7 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 	if !strings.Contains(err.Error(), `its pod's gVisor sandbox "pod" is being paused or checkpointed (container "pod")`) {
 		t.Fatalf("create ctr4: %v", err)
 	}
+	ccancel()
 	if err := <-done; err == nil {
 		t.Fatal("checkpoint with a hung runsc succeeded")
 	}
