@@ -51,16 +51,15 @@ type service struct {
 	// not yet in running; creating counts those creations.
 	early    map[int]runc.Exit
 	creating int
-	// reserved are the ids of Creates in progress.
-	reserved map[string]bool
+	// reserved are the ids of Creates in progress, each with the gVisor
+	// sandbox it joins ("" until known, and for a container that starts
+	// its own).
+	reserved map[string]string
 	// pods are the sandboxes this shim started, by sandbox (root container) id.
 	pods map[string]*pod
-	// joining are the containers whose Create into a pod's sandbox is in
-	// progress (id -> gVisor sandbox id), and held the sandboxes a
-	// whole-sandbox operation holds (a pause until its resume, a
-	// checkpoint while it runs): see holdWholeSandbox.
-	joining map[string]string
-	held    map[string]*sandboxHold
+	// held are the sandboxes a whole-sandbox operation holds (a pause
+	// until its resume, a checkpoint while it runs): see holdWholeSandbox.
+	held map[string]*sandboxHold
 }
 
 // sandboxHold is what holds a gVisor sandbox: busy pauses and checkpoints
@@ -85,9 +84,8 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		containers: make(map[string]*container),
 		running:    make(map[int]runningProc),
 		early:      make(map[int]runc.Exit),
-		reserved:   make(map[string]bool),
+		reserved:   make(map[string]string),
 		pods:       make(map[string]*pod),
-		joining:    make(map[string]string),
 		held:       make(map[string]*sandboxHold),
 	}
 	runc.Monitor = reaper.Default
@@ -288,7 +286,6 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		if err := s.beginJoin(c); err != nil {
 			return nil, errToTTRPC(err)
 		}
-		defer s.endJoin(c)
 	}
 	if err := s.joinPod(c); err != nil {
 		return nil, errToTTRPC(fmt.Errorf("create container %q: %w", r.ID, err))
@@ -343,10 +340,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 func (s *service) reserve(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, exists := s.containers[id]; exists || s.reserved[id] {
+	if _, reserved := s.reserved[id]; reserved || s.containers[id] != nil {
 		return fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
 	}
-	s.reserved[id] = true
+	s.reserved[id] = ""
 	return nil
 }
 
@@ -481,12 +478,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.leavePod(c)
 	s.mu.Lock()
 	delete(s.containers, r.ID)
-	if h := s.held[c.gvisorSandbox()]; h != nil && (h.paused == c.id || !c.init.Subcontainer()) {
+	// The sandbox's end, or the end of the member whose pause held it.
+	if !c.init.Subcontainer() {
+		delete(s.held, c.id)
+	} else if h := s.held[c.sandboxID]; h != nil && h.paused == c.id {
 		h.paused = ""
-		if !c.init.Subcontainer() {
-			delete(s.held, c.id)
-		}
-		s.dropHold(c.gvisorSandbox())
+		s.dropHold(c.sandboxID)
 	}
 	if !c.init.Subcontainer() {
 		delete(s.running, p.Pid())
@@ -667,7 +664,7 @@ func (s *service) holdWholeSandbox(c *container, op string) error {
 		return err
 	}
 	sb := c.gvisorSandbox()
-	for id, in := range s.joining {
+	for id, in := range s.reserved {
 		if in == sb && id != c.id {
 			return fmt.Errorf("cannot %s %q: container %q is being created in the same gVisor sandbox %q, and runsc can only %s the whole sandbox: %w",
 				op, c.id, id, sb, op, errdefs.ErrFailedPrecondition)
@@ -707,9 +704,9 @@ func (s *service) dropHold(sb string) {
 	}
 }
 
-// beginJoin records a Create of c into its pod's sandbox, refused while a
-// whole-sandbox operation holds that sandbox: runsc would pause or
-// checkpoint the new container with it.
+// beginJoin records which sandbox the Create of c (reserved) joins, and
+// refuses it while a whole-sandbox operation holds that sandbox: runsc
+// would pause or checkpoint the new container with it.
 func (s *service) beginJoin(c *container) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -720,14 +717,8 @@ func (s *service) beginJoin(c *container) error {
 		}
 		return fmt.Errorf("create container %q: its pod's gVisor sandbox %q is %s: %w", c.id, c.sandboxID, what, errdefs.ErrFailedPrecondition)
 	}
-	s.joining[c.id] = c.sandboxID
+	s.reserved[c.id] = c.sandboxID
 	return nil
-}
-
-func (s *service) endJoin(c *container) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.joining, c.id)
 }
 
 // checkWholeSandboxLocked is holdWholeSandbox's check of the containers

@@ -303,6 +303,25 @@ func (e *faultEnv) del(ids ...string) {
 	}
 }
 
+// hung runs call, whose runsc hangs (a hang-* fault), in the background
+// until the fake has logged a runsc call containing logged; cancel ends it,
+// and its error arrives on the channel.
+func (e *faultEnv) hung(what, logged string, call func(ctx context.Context) error) (cancel func(), done <-chan error) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.t.Cleanup(cancel)
+	ch := make(chan error, 1)
+	go func() { ch <- call(ctx) }()
+	for !strings.Contains(e.calls(), logged) {
+		select {
+		case err := <-ch:
+			e.t.Fatalf("%s returned before its runsc call: %v", what, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return cancel, ch
+}
+
 // waitEvents waits until container id has exactly want published, then
 // checks that nothing more comes for a moment.
 func (e *faultEnv) waitEvents(id string, want ...string) {
@@ -726,20 +745,10 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 
 	// A member's Create hangs in runsc create until it is cancelled.
 	e.fault("hang-create.once")
-	ctx, cancel := context.WithCancel(e.ctx)
-	defer cancel()
-	created := make(chan error, 1)
-	go func() {
+	cancel, created := e.hung("create ctr2", " ctr2+", func(ctx context.Context) error {
 		_, err := e.s.Create(ctx, e.createReq("ctr2", "pod"))
-		created <- err
-	}()
-	for !strings.Contains(e.calls(), " ctr2+") {
-		select {
-		case err := <-created:
-			t.Fatalf("create ctr2 returned before runsc create ran: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return err
+	})
 	_, err := e.s.Pause(e.ctx, &taskAPI.PauseRequest{ID: "ctr"})
 	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a pause while a member is being created")
 	if !strings.Contains(err.Error(), `container "ctr2" is being created in the same gVisor sandbox "pod"`) {
@@ -775,20 +784,10 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 
 	// A checkpoint of the pod's sandbox container, alone in it, is running.
 	e.fault("hang-checkpoint.once")
-	cctx, ccancel := context.WithCancel(e.ctx)
-	defer ccancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.s.Checkpoint(cctx, checkpointReq(t, "pod", t.TempDir(), &options.CheckpointOptions{Exit: true}))
-		done <- err
-	}()
-	for !strings.Contains(e.calls(), "checkpoint ") {
-		select {
-		case err := <-done:
-			t.Fatalf("checkpoint returned before runsc checkpoint ran: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	ccancel, done := e.hung("checkpoint pod", "checkpoint ", func(ctx context.Context) error {
+		_, err := e.s.Checkpoint(ctx, checkpointReq(t, "pod", t.TempDir(), &options.CheckpointOptions{Exit: true}))
+		return err
+	})
 	_, err = e.s.Create(e.ctx, e.createReq("ctr4", "pod"))
 	wantKind(t, err, errdefs.IsFailedPrecondition, "FailedPrecondition for a create during a checkpoint")
 	if !strings.Contains(err.Error(), `its pod's gVisor sandbox "pod" is being paused or checkpointed (container "pod")`) {
@@ -801,7 +800,7 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 	e.create("ctr4", "pod")
 	e.del("ctr4")
 	e.s.mu.Lock()
-	held, joining := len(e.s.held), len(e.s.joining)
+	held, joining := len(e.s.held), len(e.s.reserved)
 	e.s.mu.Unlock()
 	if held != 0 || joining != 0 {
 		t.Fatalf("holds left: %d held, %d joining", held, joining)
