@@ -474,6 +474,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		// locked the sandbox's state too and can leave that lock behind
 		// once the sandbox's own delete has removed everything else.
 		c.runsc.RemoveStaleLocks(c.sandboxID)
+		c.runsc.RemoveStaleLocks(c.id)
 	}
 	s.leavePod(c)
 	s.mu.Lock()
