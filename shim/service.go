@@ -55,6 +55,11 @@ type service struct {
 	// sandbox it joins ("" until known, and for a container that starts
 	// its own).
 	reserved map[string]string
+	// shutdownPending is a Shutdown that came while Creates were in
+	// progress and no container was registered: the shim shuts down when
+	// the last of them ends without registering one (runc's shim holds
+	// its Shutdown until such a Create is done).
+	shutdownPending bool
 	// pods are the sandboxes this shim started, by sandbox (root container) id.
 	pods map[string]*pod
 	// held are the sandboxes a whole-sandbox operation holds (a pause
@@ -311,8 +316,8 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		return nil, errToTTRPC(err)
 	}
 	s.mu.Lock()
-	delete(s.reserved, r.ID)
 	s.containers[r.ID] = c
+	s.endReservationLocked(r.ID)
 	s.mu.Unlock()
 	registered = true
 
@@ -349,8 +354,22 @@ func (s *service) reserve(id string) error {
 
 func (s *service) unreserve(id string) {
 	s.mu.Lock()
-	delete(s.reserved, id)
+	s.endReservationLocked(id)
 	s.mu.Unlock()
+}
+
+// endReservationLocked ends the Create of id, and carries out a pending
+// Shutdown once no Create is in progress and no container is left. s.mu
+// is held.
+func (s *service) endReservationLocked(id string) {
+	delete(s.reserved, id)
+	if !s.shutdownPending || len(s.reserved) > 0 {
+		return
+	}
+	s.shutdownPending = false
+	if len(s.containers) == 0 {
+		s.shutdown.Shutdown()
+	}
 }
 
 // validateID rejects an id that could not safely become a path or a runsc
@@ -776,12 +795,15 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown ends the shim once it serves no container.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	n := len(s.containers)
-	s.mu.Unlock()
-	if n > 0 {
-		return empty, nil
+	defer s.mu.Unlock()
+	switch {
+	case len(s.containers) > 0:
+	case len(s.reserved) > 0:
+		// A Create in progress decides: see endReservationLocked.
+		s.shutdownPending = true
+	default:
+		s.shutdown.Shutdown()
 	}
-	s.shutdown.Shutdown()
 	return empty, nil
 }
 

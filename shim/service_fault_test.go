@@ -806,3 +806,85 @@ func TestWholeSandboxOpsExcludeJoiningCreate(t *testing.T) {
 		t.Fatalf("holds left: %d held, %d joining", held, joining)
 	}
 }
+
+// countedShutdown counts the shutdowns asked of the shim.
+type countedShutdown struct {
+	shutdown.Service
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countedShutdown) Shutdown() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	c.Service.Shutdown()
+}
+
+func (c *countedShutdown) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// A Shutdown that comes while a Create is in progress and no container is
+// registered is decided by the Creates in progress, as in runc's shim (its
+// Shutdown waits for them): the shim shuts down when the last one fails,
+// and stays up when one registered a container.
+func TestShutdownDuringCreate(t *testing.T) {
+	hungCreate := func(e *faultEnv, id string) (cancel func(), done <-chan error) {
+		e.fault("hang-create.once")
+		return e.hung("create "+id, " "+id, func(ctx context.Context) error {
+			_, err := e.s.Create(ctx, e.createReq(id, ""))
+			return err
+		})
+	}
+	shutdownNow := func(e *faultEnv) {
+		t.Helper()
+		if _, err := e.s.Shutdown(e.ctx, &taskAPI.ShutdownRequest{}); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	}
+	counted := func(e *faultEnv) *countedShutdown {
+		sd := &countedShutdown{Service: e.s.shutdown}
+		e.s.shutdown = sd
+		return sd
+	}
+
+	t.Run("create-fails", func(t *testing.T) {
+		e := newFaultEnv(t)
+		sd := counted(e)
+		cancel, created := hungCreate(e, "solo")
+		shutdownNow(e)
+		if n := sd.count(); n != 0 {
+			t.Fatalf("shut down %d times while a Create was in progress", n)
+		}
+		cancel()
+		if err := <-created; err == nil {
+			t.Fatal("create with a hung runsc succeeded")
+		}
+		if n := sd.count(); n != 1 {
+			t.Fatalf("shut down %d times after the only Create failed, want 1", n)
+		}
+	})
+
+	t.Run("create-registers", func(t *testing.T) {
+		e := newFaultEnv(t)
+		sd := counted(e)
+		cancel, created := hungCreate(e, "first")
+		shutdownNow(e)
+		e.create("second", "")
+		cancel()
+		if err := <-created; err == nil {
+			t.Fatal("create with a hung runsc succeeded")
+		}
+		if n := sd.count(); n != 0 {
+			t.Fatalf("shut down %d times with container second registered", n)
+		}
+		e.del("second")
+		shutdownNow(e)
+		if n := sd.count(); n != 1 {
+			t.Fatalf("shut down %d times once no container was left, want 1", n)
+		}
+	})
+}
