@@ -91,6 +91,78 @@ func withCheckpointExit(info *client.CheckpointTaskInfo) error {
 	return nil
 }
 
+// checkpointWithExit waits until orig (printing counterLoop) has counted
+// past min, checkpoints it with exit, waits for its exit and deletes its
+// task. It returns the checkpoint, orig's exit status and its last count.
+func checkpointWithExit(ctx context.Context, t *testing.T, d *harness.Daemon, orig *liveTask, min int) (client.Image, uint32, int) {
+	t.Helper()
+	statusC, err := orig.task.Wait(ctx)
+	if err != nil {
+		t.Fatalf("Wait %s: %v", orig.id, err)
+	}
+	waitCount(ctx, t, "original", orig.stdout, min)
+	started := time.Now()
+	img, err := orig.task.Checkpoint(ctx, withCheckpointExit)
+	if err != nil {
+		t.Fatalf("Checkpoint with exit of %s: %v", orig.id, err)
+	}
+	t.Logf("checkpoint (exit) of %s took %v", orig.id, time.Since(started))
+	t.Cleanup(func() { _ = d.Client.ImageService().Delete(context.WithoutCancel(ctx), img.Name()) })
+	var status uint32
+	select {
+	case st := <-statusC:
+		status = st.ExitCode()
+	case <-ctx.Done():
+		t.Fatalf("%s still running after checkpoint with exit: %v", orig.id, ctx.Err())
+	}
+	if _, err := orig.task.Delete(ctx); err != nil {
+		t.Fatalf("Delete original task %s: %v", orig.id, err)
+	}
+	n := counts(orig.stdout.String())
+	return img, status, n[len(n)-1]
+}
+
+// checkpointLeavingRunning checkpoints orig (printing counterLoop) without
+// exit. With a runsc that cannot checkpoint in place it checks the refusal
+// (NotImplemented, naming the runsc) and that orig still counts, and
+// returns nil. Otherwise orig keeps counting, and the copy that restore
+// starts from the checkpoint continues the counter from the checkpoint's
+// count beside the original: that copy is returned, with the original's
+// count when it was checkpointed.
+func checkpointLeavingRunning(ctx context.Context, t *testing.T, d *harness.Daemon, features *runsc.Features, orig *liveTask, restore func(img client.Image) *liveTask) (*liveTask, int) {
+	t.Helper()
+	waitCount(ctx, t, "original", orig.stdout, 3)
+	img, err := orig.task.Checkpoint(ctx)
+	if !features.CheckpointsInPlace() {
+		want := features.String() + " cannot checkpoint a sandbox and leave it running"
+		if err == nil || !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Checkpoint (leave running) of %s with %s: error %v, want NotImplemented %q", orig.id, features, err, want)
+		}
+		// containerd resumed it: it still counts.
+		n := counts(orig.stdout.String())
+		waitCount(ctx, t, "original after the refused checkpoint", orig.stdout, n[len(n)-1]+2)
+		return nil, 0
+	}
+	if err != nil {
+		t.Fatalf("Checkpoint (leave running) of %s: %v", orig.id, err)
+	}
+	t.Cleanup(func() { _ = d.Client.ImageService().Delete(context.WithoutCancel(ctx), img.Name()) })
+	n := counts(orig.stdout.String())
+	at := n[len(n)-1]
+	waitCount(ctx, t, "original after its checkpoint", orig.stdout, at+3)
+	rest := restore(img)
+	after := waitCount(ctx, t, "restored copy", rest.stdout, 0)
+	if after[0] <= 1 || after[0] > at+2 {
+		t.Errorf("restored copy starts at %d, want the checkpoint's count (2..%d); its output %q", after[0], at+2, rest.stdout.String())
+	}
+	// Both run at once.
+	n = counts(orig.stdout.String())
+	waitCount(ctx, t, "original beside its copy", orig.stdout, n[len(n)-1]+2)
+	m := counts(rest.stdout.String())
+	waitCount(ctx, t, "copy beside the original", rest.stdout, m[len(m)-1]+2)
+	return rest, at
+}
+
 // checkpointFeatures is what the runsc under test can do.
 func checkpointFeatures(t *testing.T) *runsc.Features {
 	t.Helper()
@@ -118,31 +190,10 @@ func TestCheckpoint(t *testing.T) {
 			ctx, cancel := context.WithTimeout(d.Context(context.Background()), taskTimeout)
 			defer cancel()
 			orig := e.start(ctx, t, e.id("ckpt-exit"), counterLoop)
-			statusC, err := orig.task.Wait(ctx)
-			if err != nil {
-				t.Fatalf("Wait: %v", err)
-			}
-			waitCount(ctx, t, "original", orig.stdout, 5)
-			started := time.Now()
-			img, err := orig.task.Checkpoint(ctx, withCheckpointExit)
-			if err != nil {
-				t.Fatalf("Checkpoint with exit: %v", err)
-			}
-			t.Logf("checkpoint (exit) took %v", time.Since(started))
-			t.Cleanup(func() { _ = d.Client.ImageService().Delete(context.WithoutCancel(ctx), img.Name()) })
-			select {
-			case st := <-statusC:
-				t.Logf("original exited with %d after its checkpoint", st.ExitCode())
-			case <-ctx.Done():
-				t.Fatalf("original still running after checkpoint with exit: %v", ctx.Err())
-			}
-			if _, err := orig.task.Delete(ctx); err != nil {
-				t.Fatalf("Delete original task: %v", err)
-			}
-			before := counts(orig.stdout.String())
-			last := before[len(before)-1]
+			img, status, last := checkpointWithExit(ctx, t, d, orig, 5)
+			t.Logf("original exited with %d after its checkpoint", status)
 
-			started = time.Now()
+			started := time.Now()
 			rest, err := e.restoreTask(ctx, t, e.id("ckpt-exit-r"), client.WithTaskCheckpoint(img))
 			if err != nil {
 				t.Fatalf("restore: %v", err)
@@ -177,39 +228,17 @@ func TestCheckpoint(t *testing.T) {
 			ctx, cancel := context.WithTimeout(d.Context(context.Background()), taskTimeout)
 			defer cancel()
 			orig := e.start(ctx, t, e.id("ckpt-live"), counterLoop)
-			waitCount(ctx, t, "original", orig.stdout, 3)
-			img, err := orig.task.Checkpoint(ctx)
-			if !features.CheckpointsInPlace() {
-				want := features.String() + " cannot checkpoint a sandbox and leave it running"
-				if err == nil || !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), want) {
-					t.Fatalf("Checkpoint (leave running) with %s: error %v, want NotImplemented %q", features, err, want)
+			rest, _ := checkpointLeavingRunning(ctx, t, d, features, orig, func(img client.Image) *liveTask {
+				rest, err := e.restoreTask(ctx, t, e.id("ckpt-live-r"), client.WithTaskCheckpoint(img))
+				if err != nil {
+					t.Fatalf("restore: %v", err)
 				}
-				// containerd resumed it: it still counts.
-				n := counts(orig.stdout.String())
-				waitCount(ctx, t, "original after the refused checkpoint", orig.stdout, n[len(n)-1]+2)
+				return rest
+			})
+			if rest == nil {
 				e.killAndDelete(ctx, t, orig.container, orig.task, orig.shimAddr)
 				return
 			}
-			if err != nil {
-				t.Fatalf("Checkpoint (leave running): %v", err)
-			}
-			t.Cleanup(func() { _ = d.Client.ImageService().Delete(context.WithoutCancel(ctx), img.Name()) })
-			n := counts(orig.stdout.String())
-			at := n[len(n)-1]
-			waitCount(ctx, t, "original after its checkpoint", orig.stdout, at+3)
-			rest, err := e.restoreTask(ctx, t, e.id("ckpt-live-r"), client.WithTaskCheckpoint(img))
-			if err != nil {
-				t.Fatalf("restore: %v", err)
-			}
-			after := waitCount(ctx, t, "restored copy", rest.stdout, 0)
-			if after[0] <= 1 || after[0] > at+2 {
-				t.Errorf("restored copy starts at %d, want the checkpoint's count (%d..%d)", after[0], 2, at+2)
-			}
-			// Both run at once.
-			n = counts(orig.stdout.String())
-			waitCount(ctx, t, "original beside its copy", orig.stdout, n[len(n)-1]+2)
-			m := counts(rest.stdout.String())
-			waitCount(ctx, t, "copy beside the original", rest.stdout, m[len(m)-1]+2)
 			e.killAndDelete(ctx, t, rest.container, rest.task, rest.shimAddr)
 			e.killAndDelete(ctx, t, orig.container, orig.task, orig.shimAddr)
 		})
