@@ -839,7 +839,7 @@ func TestShutdownDuringCreate(t *testing.T) {
 			return err
 		})
 	}
-	shutdownNow := func(e *faultEnv) {
+	shutdownNow := func(t *testing.T, e *faultEnv) {
 		t.Helper()
 		if _, err := e.s.Shutdown(e.ctx, &taskAPI.ShutdownRequest{}); err != nil {
 			t.Fatalf("shutdown: %v", err)
@@ -855,7 +855,7 @@ func TestShutdownDuringCreate(t *testing.T) {
 		e := newFaultEnv(t)
 		sd := counted(e)
 		cancel, created := hungCreate(e, "solo")
-		shutdownNow(e)
+		shutdownNow(t, e)
 		if n := sd.count(); n != 0 {
 			t.Fatalf("shut down %d times while a Create was in progress", n)
 		}
@@ -872,7 +872,7 @@ func TestShutdownDuringCreate(t *testing.T) {
 		e := newFaultEnv(t)
 		sd := counted(e)
 		cancel, created := hungCreate(e, "first")
-		shutdownNow(e)
+		shutdownNow(t, e)
 		e.create("second", "")
 		cancel()
 		if err := <-created; err == nil {
@@ -882,7 +882,7 @@ func TestShutdownDuringCreate(t *testing.T) {
 			t.Fatalf("shut down %d times with container second registered", n)
 		}
 		e.del("second")
-		shutdownNow(e)
+		shutdownNow(t, e)
 		if n := sd.count(); n != 1 {
 			t.Fatalf("shut down %d times once no container was left, want 1", n)
 		}
