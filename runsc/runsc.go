@@ -634,15 +634,18 @@ func (r *Runsc) Ps(ctx context.Context, id string) ([]int, error) {
 	return pids, nil
 }
 
-// RemoveStaleLocks removes runsc's lock files of container id that no
-// longer have a state file: a runsc call racing the container's deletion
-// (its sandbox killed for memory, say) can create the lock again after
-// `runsc delete` removed everything else.
-func (r *Runsc) RemoveStaleLocks(id string) {
-	locks, _ := filepath.Glob(filepath.Join(r.Root, r.ID(id)+"_sandbox:*.lock"))
-	for _, l := range locks {
-		if _, err := os.Stat(strings.TrimSuffix(l, ".lock") + ".state"); os.IsNotExist(err) {
-			_ = os.Remove(l)
+// RemoveStaleLocks removes runsc's lock files of the containers ids that
+// no longer have a state file: a runsc call racing a container's deletion
+// (its sandbox killed for memory, say, or a member's delete racing its
+// sandbox's) can create the lock again after `runsc delete` removed
+// everything else.
+func (r *Runsc) RemoveStaleLocks(ids ...string) {
+	for _, id := range ids {
+		locks, _ := filepath.Glob(filepath.Join(r.Root, r.ID(id)+"_sandbox:*.lock"))
+		for _, l := range locks {
+			if _, err := os.Stat(strings.TrimSuffix(l, ".lock") + ".state"); os.IsNotExist(err) {
+				_ = os.Remove(l)
+			}
 		}
 	}
 }

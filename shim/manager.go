@@ -362,12 +362,13 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		// containerd runs this action for every container of a lost pod
 		// shim at once: a member's delete racing its sandbox's can leave
 		// runsc's lock files behind (as in the service's Delete).
-		r.RemoveStaleLocks(id)
+		ids := []string{id}
 		if spec, err := oci.LoadSpec(bundle); err == nil {
 			if sid := oci.SandboxID(spec); sid != "" && sid != id && validateID("sandbox", sid) == nil {
-				r.RemoveStaleLocks(sid)
+				ids = append(ids, sid)
 			}
 		}
+		r.RemoveStaleLocks(ids...)
 	}
 	if settings.SystemdUnit != "" {
 		// The sandbox is gone: so goes its scope (nothing if it stopped

@@ -489,11 +489,10 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, errToTTRPC(fmt.Errorf("delete container %q: %w", r.ID, err))
 	}
 	if c.init.Subcontainer() {
-		// A member deleted after its (killed) sandbox: its `runsc delete`
-		// locked the sandbox's state too and can leave that lock behind
-		// once the sandbox's own delete has removed everything else.
-		c.runsc.RemoveStaleLocks(c.sandboxID)
-		c.runsc.RemoveStaleLocks(c.id)
+		// A member deleted after (or while) its sandbox is: its `runsc
+		// delete` locks the sandbox's state too and can leave that lock,
+		// and its own, behind once the deletes removed everything else.
+		c.runsc.RemoveStaleLocks(c.id, c.sandboxID)
 	}
 	s.leavePod(c)
 	s.mu.Lock()
